@@ -1,0 +1,1 @@
+"""Instructor tooling for the course (the ``course`` command). Students never import this."""

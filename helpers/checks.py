@@ -1,0 +1,288 @@
+"""Generic assertions for the labs' test cells, with messages a student can act on.
+
+Each check raises ``CheckFailed`` (an ``AssertionError``) whose message says what is wrong,
+what was expected and, where it helps, a hint. Exercise-specific values (expected shapes,
+truth tables, accuracy thresholds) stay in the notebooks; this module only knows how to
+compare and explain. Checks never print and never warn: nbgrader scores a test cell that
+writes to stderr as failed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = [
+    "CheckFailed",
+    "check_type",
+    "check_shape",
+    "check_dtype",
+    "check_tensor",
+    "check_values",
+    "check_close",
+    "check_loss_fn",
+    "check_optimizer",
+    "check_optimizer_params",
+    "check_history",
+    "check_no_nonlinearity",
+    "check_is_affine",
+    "check_not_affine",
+    "check_at_least",
+    "check_at_most",
+    "check_between",
+    "check_same_outputs",
+    "check_state_dict_file",
+    "describe",
+]
+
+
+class CheckFailed(AssertionError):
+    """A check did not pass. The message is meant for the student."""
+
+
+def _fail(message: str, hint: str | None = None) -> None:
+    raise CheckFailed(message + (f" Hint: {hint}" if hint else ""))
+
+
+def describe(obj) -> str:
+    """A short description of ``obj`` for messages: type, shape and dtype where relevant."""
+    if isinstance(obj, torch.Tensor):
+        return f"a tensor of shape {tuple(obj.shape)} and dtype {obj.dtype}"
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        return f"a {type(obj).__name__} of shape {tuple(obj.shape)} and dtype {obj.dtype}"
+    return f"a {type(obj).__name__}"
+
+
+def check_type(obj, expected: type | tuple[type, ...], name: str, hint: str | None = None) -> None:
+    """``obj`` is an instance of ``expected`` (a class or tuple of classes)."""
+    if not isinstance(obj, expected):
+        names = (" or ".join(t.__name__ for t in expected) if isinstance(expected, tuple)
+                 else expected.__name__)
+        _fail(f"{name} should be a {names} but is {describe(obj)}.", hint)
+
+
+def check_shape(tensor, expected: Sequence[int], name: str, hint: str | None = None) -> None:
+    """``tensor.shape`` equals ``expected``; use ``None`` in ``expected`` for "any size"."""
+    if not hasattr(tensor, "shape"):
+        _fail(f"{name} should have shape {tuple(expected)} but is {describe(tensor)}.", hint)
+    actual = tuple(tensor.shape)
+    ok = len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected))
+    if not ok:
+        shown = tuple("any" if e is None else e for e in expected)
+        _fail(f"{name} has shape {actual}; expected {shown}.", hint)
+
+
+def check_dtype(tensor, expected: torch.dtype, name: str, hint: str | None = None) -> None:
+    """``tensor.dtype`` is ``expected``."""
+    actual = getattr(tensor, "dtype", None)
+    if actual != expected:
+        _fail(f"{name} has dtype {actual}; expected {expected}.", hint)
+
+
+def check_tensor(tensor, name: str, shape: Sequence[int] | None = None,
+                 dtype: torch.dtype | None = None, hint: str | None = None) -> None:
+    """``tensor`` is a ``torch.Tensor`` with the given shape and dtype (either may be None)."""
+    check_type(tensor, torch.Tensor, name, hint)
+    if shape is not None:
+        check_shape(tensor, shape, name, hint)
+    if dtype is not None:
+        check_dtype(tensor, dtype, name, hint)
+
+
+def check_values(tensor, expected, name: str, hint: str | None = None) -> None:
+    """``tensor`` equals ``expected`` exactly (same shape, same values)."""
+    expected_t = torch.as_tensor(expected)
+    actual = torch.as_tensor(tensor).detach().cpu()
+    if actual.shape != expected_t.shape or not torch.equal(actual.to(expected_t.dtype), expected_t):
+        _fail(f"{name} is {actual.tolist()}; expected {expected_t.tolist()}.", hint)
+
+
+def check_close(actual, expected, name: str, atol: float = 1e-6, rtol: float = 1e-5,
+                hint: str | None = None) -> None:
+    """Numbers or tensors ``actual`` and ``expected`` agree within tolerances."""
+    a = torch.as_tensor(actual, dtype=torch.float64).detach().cpu()
+    e = torch.as_tensor(expected, dtype=torch.float64).detach().cpu()
+    if a.shape != e.shape:
+        _fail(f"{name} has shape {tuple(a.shape)}; expected {tuple(e.shape)}.", hint)
+    if not torch.allclose(a, e, atol=atol, rtol=rtol):
+        worst = (a - e).abs().max().item()
+        shown = f"{a.item():.6g}; expected {e.item():.6g}" if a.numel() == 1 else \
+            f"off by up to {worst:.3g} from the expected values"
+        _fail(f"{name} is {shown}.", hint)
+
+
+def check_loss_fn(loss_fn, expected: type | tuple[type, ...], name: str = "loss_fn",
+                  hint: str | None = None) -> None:
+    """``loss_fn`` is an instance of the expected loss class(es), e.g. ``nn.BCELoss``."""
+    if isinstance(loss_fn, type):
+        _fail(f"{name} is the class {loss_fn.__name__}, not a loss object.",
+              hint or f"create an instance: {loss_fn.__name__}()")
+    check_type(loss_fn, expected, name, hint)
+
+
+def check_optimizer(optimizer, model: nn.Module, name: str = "optimizer",
+                    kinds: type | tuple[type, ...] = torch.optim.Optimizer,
+                    lr: float | None = None, hint: str | None = None) -> None:
+    """``optimizer`` is a torch optimizer of the allowed kind(s) that updates every trainable
+    parameter of ``model`` (and nothing else), optionally with learning rate ``lr``."""
+    check_type(optimizer, kinds, name, hint)
+    check_optimizer_params(optimizer, model.parameters(), name, what="the model's", hint=hint)
+    if lr is not None:
+        lrs = {group["lr"] for group in optimizer.param_groups}
+        if lrs != {lr}:
+            _fail(f"{name} has learning rate {sorted(lrs)}; expected lr={lr}.", hint)
+
+
+def check_optimizer_params(optimizer, params: Iterable[torch.Tensor], name: str = "optimizer",
+                           what: str = "the expected", hint: str | None = None) -> None:
+    """The optimizer holds exactly ``params`` (those with ``requires_grad``), by identity."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    wanted = {id(p) for p in params if p.requires_grad}
+    if held != wanted:
+        missing, extra = len(wanted - held), len(held - wanted)
+        details = []
+        if missing:
+            details.append(f"{missing} of {what} parameter tensors are missing")
+        if extra:
+            details.append(f"it holds {extra} parameter tensor(s) it should not update")
+        _fail(f"{name} does not hold exactly {what} trainable parameters: {'; '.join(details)}.",
+              hint or "create the optimizer from the right model's .parameters(), after the model.")
+
+
+def check_history(values, name: str, length: int | None = None, decreasing: bool = False,
+                  hint: str | None = None) -> None:
+    """A recorded curve: a list of Python numbers (not tensors), optionally of a given length,
+    optionally ending lower than it started."""
+    check_type(values, list, name, hint)
+    if length is not None and len(values) != length:
+        _fail(f"{name} has {len(values)} entries; expected {length}.", hint)
+    if not values:
+        _fail(f"{name} is empty.", hint)
+    bad = [v for v in values if isinstance(v, torch.Tensor) or not isinstance(v, (int, float))]
+    if bad:
+        _fail(f"{name} holds {describe(bad[0])}; record plain numbers.",
+              hint or "append loss.item() (a float), not the loss tensor, which keeps the graph alive.")
+    if any(not math.isfinite(v) for v in values):
+        _fail(f"{name} contains NaN or infinite values: the training diverged.",
+              hint or "try a smaller learning rate.")
+    if decreasing and not values[-1] < values[0]:
+        _fail(f"{name} did not go down: first {values[0]:.4g}, last {values[-1]:.4g}.",
+              hint or "is optimizer.step() called, on an optimizer that holds this model's parameters?")
+
+
+_NONLINEAR = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+              nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
+              nn.Softplus, nn.Softsign, nn.Softmax, nn.LogSoftmax, nn.Tanhshrink, nn.Threshold,
+              nn.ReLU6, nn.RReLU, nn.LogSigmoid, nn.Softshrink, nn.Hardshrink)
+
+
+def check_no_nonlinearity(model: nn.Module, name: str = "model", hint: str | None = None) -> None:
+    """``model`` contains no activation-function modules (ReLU, Sigmoid, Tanh, ...)."""
+    found = [f"{mod_name or name}: {type(mod).__name__}" for mod_name, mod in model.named_modules()
+             if isinstance(mod, _NONLINEAR)]
+    if found:
+        _fail(f"{name} contains non-linear layers ({', '.join(found)}); this exercise asks for "
+              "Linear layers only.", hint)
+
+
+def _affine_gap(model: nn.Module, n_features: int, n_points: int = 64, seed: int = 0) -> float:
+    """Largest |f(a u + (1-a) v) - (a f(u) + (1-a) f(v))| over random points, relative to the
+    output scale. Zero (up to rounding) exactly when ``model`` is affine on those points."""
+    gen = torch.Generator().manual_seed(seed)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    u = (torch.randn(n_points, n_features, generator=gen) * 2).to(device)
+    v = (torch.randn(n_points, n_features, generator=gen) * 2).to(device)
+    a = torch.rand(n_points, 1, generator=gen).to(device) * 3 - 1  # also extrapolate
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            fu, fv = model(u).double(), model(v).double()
+            fm = model(a * u + (1 - a) * v).double()
+    finally:
+        model.train(was_training)
+    a = a.double()
+    gap = (fm - (a * fu + (1 - a) * fv)).abs().max().item()
+    scale = max(fu.abs().max().item(), fv.abs().max().item(), 1.0)
+    return gap / scale
+
+
+def check_is_affine(model: nn.Module, n_features: int, name: str = "model",
+                    tol: float = 1e-4, hint: str | None = None) -> None:
+    """``model`` computes an affine function: f(a u + (1-a) v) = a f(u) + (1-a) f(v)."""
+    gap = _affine_gap(model, n_features)
+    if gap > tol:
+        _fail(f"{name} is not affine (relative gap {gap:.2g}): something non-linear is applied "
+              "in its forward pass.", hint)
+
+
+def check_not_affine(model: nn.Module, n_features: int, name: str = "model",
+                     tol: float = 1e-3, hint: str | None = None) -> None:
+    """``model`` is not affine: some non-linearity acts between its layers."""
+    gap = _affine_gap(model, n_features)
+    if gap <= tol:
+        _fail(f"{name} computes an affine function of its input, however many layers it has: "
+              "it can only draw a straight decision boundary.",
+              hint or "put a non-linear activation such as nn.ReLU() between the Linear layers.")
+
+
+def check_at_least(value, threshold: float, name: str, hint: str | None = None) -> None:
+    """``value >= threshold``."""
+    value = float(value)
+    if not value >= threshold:
+        _fail(f"{name} is {value:.4g}; expected at least {threshold:.4g}.", hint)
+
+
+def check_at_most(value, threshold: float, name: str, hint: str | None = None) -> None:
+    """``value <= threshold``."""
+    value = float(value)
+    if not value <= threshold:
+        _fail(f"{name} is {value:.4g}; expected at most {threshold:.4g}.", hint)
+
+
+def check_between(value, low: float, high: float, name: str, hint: str | None = None) -> None:
+    """``low <= value <= high``."""
+    value = float(value)
+    if not low <= value <= high:
+        _fail(f"{name} is {value:.4g}; expected between {low:.4g} and {high:.4g}.", hint)
+
+
+def check_same_outputs(model_a: nn.Module, model_b: nn.Module, X: torch.Tensor,
+                       name: str = "loaded_model", hint: str | None = None) -> None:
+    """Both models, in eval mode, give identical outputs on ``X`` (compared on the CPU)."""
+    if model_a is model_b:
+        _fail(f"{name} is the very same object as the original model, so comparing them proves "
+              "nothing.", hint or "create a new instance and load the saved state_dict into it.")
+    outs = []
+    for model in (model_a, model_b):
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                outs.append(model(X.to(device)).cpu())
+        finally:
+            model.train(was_training)
+    if outs[0].shape != outs[1].shape or not torch.equal(outs[0], outs[1]):
+        _fail(f"{name} gives different outputs from the original model.",
+              hint or "load the saved state_dict into the new model with load_state_dict().")
+
+
+def check_state_dict_file(path, name: str = "the saved file", hint: str | None = None) -> dict:
+    """``path`` exists and holds a state_dict (a mapping of names to tensors) that loads with
+    ``weights_only=True``. Returns the loaded state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        _fail(f"{name} ({path}) does not exist.", hint or "call torch.save(model.state_dict(), path).")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - any failure means "not a plain state_dict"
+        _fail(f"{name} ({path}) does not load with torch.load(..., weights_only=True): "
+              f"{type(exc).__name__}. Save model.state_dict(), not the whole model.", hint)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        _fail(f"{name} ({path}) holds {describe(state)}, not a state_dict of tensors.",
+              hint or "save model.state_dict(), not the model or something else.")
+    return state

@@ -1,0 +1,60 @@
+"""nbgrader configuration for the course. The repository root is the course directory.
+
+Every nbgrader command (generate_assignment, generate_solution, autograde, generate_feedback,
+export, validate) works from the repository root with no extra flags.
+
+Gradebook: SQLite (``gradebook.db`` at the course root) unless the environment variable
+``COURSE_DB_URL`` names another database. A department running PostgreSQL sets, for example::
+
+    export COURSE_DB_URL=postgresql://grader:secret@db.example.edu:5432/pytorch_course
+
+(the server needs the ``psycopg2`` driver installed in the grading environment).
+"""
+import os
+
+from nbgrader.preprocessors import (
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ClearOutput,
+    IncludeHeaderFooter,
+    LockCells,
+)
+
+c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
+
+c.CourseDirectory.course_id = "pytorch-classification"
+
+# Generated folders: release/ for students, solutions/ for instructors and TAs.
+c.CourseDirectory.solution_directory = "solutions"
+
+# Files labs write when an instructor runs a source notebook in place must not leak into release/.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "models", "data"]
+
+if os.environ.get("COURSE_DB_URL"):
+    c.CourseDirectory.db_url = os.environ["COURSE_DB_URL"]
+
+# Execution limits (autograde, validate). nbgrader's default is 30 s per cell, too short for
+# the CIFAR-10 training cells of labs 08-09 (about 150 s on 2 CPU cores). 600 s per cell leaves
+# a 4x margin for slow grading machines and is the hard ceiling: a cell that runs longer (a
+# student's endless loop) is interrupted and its notebook graded with that cell failed.
+c.Execute.timeout = 600
+c.Execute.interrupt_on_timeout = True
+c.Execute.startup_timeout = 120
+
+# What students see in place of a solution region.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Solutions hold the reference code but no hidden tests, and are generated without executing
+# (outputs would make the committed copy differ on every regeneration).
+c.GenerateSolution.preprocessors = [
+    IncludeHeaderFooter,
+    LockCells,
+    ClearOutput,
+    ClearHiddenTests,
+    ClearMarkScheme,
+]
+
+# Grades export: CSV at the course root.
+c.ExportApp.plugin_class = "nbgrader.plugins.export.CsvExportPlugin"
+c.CsvExportPlugin.to = "grades.csv"

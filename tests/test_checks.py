@@ -1,0 +1,147 @@
+"""Each check passes on a correct object and fails on a wrong one with a message that names
+what is wrong and what was expected."""
+import pytest
+import torch
+from torch import nn
+
+from helpers import checks
+from helpers.checks import CheckFailed
+
+
+def fails(func, *args, match, **kwargs):
+    with pytest.raises(CheckFailed, match=match):
+        func(*args, **kwargs)
+
+
+def test_check_failed_is_an_assertion_error():
+    assert issubclass(CheckFailed, AssertionError)
+
+
+def test_type_and_tensor():
+    checks.check_type(torch.zeros(1), torch.Tensor, "X")
+    fails(checks.check_type, [1, 2], torch.Tensor, "X", match="X should be a Tensor but is a list")
+    fails(checks.check_type, 1, (nn.Module, torch.Tensor), "m", match="Module or Tensor")
+    checks.check_tensor(torch.zeros(2, 3), "X", shape=(2, 3), dtype=torch.float32)
+    fails(checks.check_tensor, torch.zeros(2, 3), "X", shape=(3, 2), match=r"X has shape \(2, 3\); expected \(3, 2\)")
+    fails(checks.check_tensor, torch.zeros(2), "y", dtype=torch.int64, match="dtype torch.float32; expected torch.int64")
+
+
+def test_shape_wildcards_and_hint():
+    checks.check_shape(torch.zeros(7, 2), (None, 2), "X")
+    fails(checks.check_shape, torch.zeros(2000, 2), (1600, 2), "X_train",
+          hint="did you split before converting?",
+          match=r"X_train has shape \(2000, 2\); expected \(1600, 2\)\. Hint: did you split")
+    fails(checks.check_shape, 3, (1,), "x", match="is a int")
+
+
+def test_values_and_close():
+    checks.check_values(torch.tensor([[0.0], [1.0]]), [[0], [1]], "y")
+    fails(checks.check_values, torch.tensor([0.0, 1.0]), [[0], [1]], "y", match=r"expected \[\[0\], \[1\]\]")
+    checks.check_close(0.1 + 0.2, 0.3, "sum")
+    fails(checks.check_close, 1.0, 2.0, "acc", match="acc is 1; expected 2")
+    fails(checks.check_close, torch.zeros(3), torch.ones(3), "out", match="off by up to 1")
+    fails(checks.check_close, torch.zeros(3), torch.ones(2), "out", match="shape")
+
+
+def test_loss_fn():
+    checks.check_loss_fn(nn.BCEWithLogitsLoss(), nn.BCEWithLogitsLoss)
+    fails(checks.check_loss_fn, nn.BCELoss, nn.BCELoss, match="the class BCELoss, not a loss object")
+    fails(checks.check_loss_fn, nn.MSELoss(), nn.BCELoss, match="loss_fn should be a BCELoss but is a MSELoss")
+
+
+def test_optimizer_holds_exactly_the_models_parameters():
+    model, other = nn.Linear(2, 1), nn.Linear(2, 1)
+    checks.check_optimizer(torch.optim.SGD(model.parameters(), lr=0.1), model, lr=0.1)
+    checks.check_optimizer(torch.optim.Adam(model.parameters()), model)
+    fails(checks.check_optimizer, torch.optim.SGD(other.parameters(), lr=0.1), model, match="2 of the model's")
+    fails(checks.check_optimizer, torch.optim.SGD(model.parameters(), lr=0.01), model, lr=0.1, match="learning rate")
+    fails(checks.check_optimizer, torch.optim.Adam(model.parameters()), model, kinds=torch.optim.SGD,
+          match="should be a SGD but is a Adam")
+    both = torch.optim.SGD(list(model.parameters()) + list(other.parameters()), lr=0.1)
+    fails(checks.check_optimizer, both, model, match="it should not update")
+
+
+def test_optimizer_params_ignores_frozen_ones():
+    backbone, head = nn.Linear(4, 4), nn.Linear(4, 2)
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    whole = nn.Sequential(backbone, head)
+    checks.check_optimizer(torch.optim.SGD(head.parameters(), lr=0.1), whole)
+
+
+def test_history():
+    checks.check_history([1.0, 0.5, 0.2], "loss_values", length=3, decreasing=True)
+    fails(checks.check_history, (1.0, 0.5), "loss_values", match="should be a list")
+    fails(checks.check_history, [1.0], "loss_values", length=3, match="1 entries; expected 3")
+    fails(checks.check_history, [], "loss_values", match="empty")
+    fails(checks.check_history, [torch.tensor(1.0)], "loss_values", match=r"loss\.item\(\)")
+    fails(checks.check_history, [1.0, float("nan")], "loss_values", match="NaN")
+    fails(checks.check_history, [0.5, 0.7], "loss_values", decreasing=True, match="did not go down")
+
+
+def test_no_nonlinearity_and_affinity():
+    linear_stack = nn.Sequential(nn.Linear(2, 10), nn.Linear(10, 10), nn.Linear(10, 1))
+    relu_stack = nn.Sequential(nn.Linear(2, 10), nn.ReLU(), nn.Linear(10, 1))
+    checks.check_no_nonlinearity(linear_stack)
+    fails(checks.check_no_nonlinearity, relu_stack, match="1: ReLU")
+    checks.check_is_affine(linear_stack, 2)
+    fails(checks.check_is_affine, relu_stack, 2, match="not affine")
+    checks.check_not_affine(relu_stack, 2)
+    fails(checks.check_not_affine, linear_stack, 2, match="straight decision boundary")
+
+
+def test_affinity_catches_functional_nonlinearity_and_restores_mode():
+    class Sneaky(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 8), nn.Linear(8, 1)
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(x)))
+
+    model = Sneaky().train()
+    checks.check_no_nonlinearity(model)  # no activation module to see ...
+    fails(checks.check_is_affine, model, 2, match="not affine")  # ... but the maths tells
+    assert model.training
+
+
+def test_thresholds():
+    checks.check_at_least(95.0, 90, "accuracy")
+    fails(checks.check_at_least, 50.0, 90, "test accuracy", match="test accuracy is 50; expected at least 90")
+    fails(checks.check_at_least, float("nan"), 90, "acc", match="nan")
+    checks.check_at_most(0.1, 0.2, "MAE")
+    fails(checks.check_at_most, 0.3, 0.2, "MAE", match="at most 0.2")
+    checks.check_between(50, 40, 60, "accuracy")
+    fails(checks.check_between, 70, 40, 60, "accuracy", match="between 40 and 60")
+
+
+def test_same_outputs_and_state_dict_file(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.5), nn.Linear(3, 1)).train()
+    copy = nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.5), nn.Linear(3, 1))
+    X = torch.randn(5, 2)
+    fails(checks.check_same_outputs, model, copy, X, match="different outputs")
+    fails(checks.check_same_outputs, model, model, X, match="very same object")
+    path = tmp_path / "m.pth"
+    torch.save(model.state_dict(), path)
+    state = checks.check_state_dict_file(path)
+    copy.load_state_dict(state)
+    checks.check_same_outputs(model, copy, X)  # dropout is off: both are evaluated in eval mode
+    assert model.training
+
+    fails(checks.check_state_dict_file, tmp_path / "missing.pth", match="does not exist")
+    torch.save(model, tmp_path / "whole.pth")
+    fails(checks.check_state_dict_file, tmp_path / "whole.pth", match="weights_only=True")
+    torch.save({"a": 1}, tmp_path / "other.pth")
+    fails(checks.check_state_dict_file, tmp_path / "other.pth", match="not a state_dict")
+
+
+def test_checks_never_print_or_warn(capsys, recwarn):
+    model = nn.Sequential(nn.Linear(2, 4), nn.Linear(4, 1))
+    checks.check_is_affine(model, 2)
+    checks.check_optimizer(torch.optim.SGD(model.parameters(), lr=0.1), model)
+    with pytest.raises(CheckFailed):
+        checks.check_at_least(1, 2, "x")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert len(recwarn) == 0
