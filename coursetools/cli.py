@@ -69,6 +69,42 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from coursetools import bench
+
+    course = layout.course_root(args.dir)
+    specs = bench.load_specs()
+    results = []
+    for lab in layout.select_labs(course, args.labs):
+        print(f"running {lab} ...", flush=True)
+        results.append(bench.run_lab(course, lab, specs.get(lab, {})))
+    print()
+    print(bench.format_table(results))
+    if args.json:
+        Path(args.json).write_text(bench.to_json(results) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_fidelity(args) -> int:
+    import json
+
+    from coursetools import fidelity
+
+    course = layout.course_root(args.dir)
+    summaries = []
+    for lab in layout.select_labs(course, args.labs):
+        cases = fidelity.load_cases(lab)
+        print(f"grading {len(cases)} cases of {lab} ...", flush=True)
+        outcomes, _ = fidelity.run_lab(lab, cases, course)
+        summaries.append(fidelity.summary(lab, outcomes))
+    print()
+    print(fidelity.format_report(summaries))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summaries, indent=2) + "\n")
+    return 1 if any(s["disagreements"] for s in summaries) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,13 +129,29 @@ def main(argv: list[str] | None = None) -> int:
                                  "(created and set up from this checkout's source/ if needed)")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("bench", help="run each lab's reference top-to-bottom: wall time vs budget, "
+                                     "key metric vs hidden threshold")
+    _labs_arg(p)
+    p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("fidelity", help="autograde each lab's mutants and variants "
+                                        "(tests/fidelity/<lab>.toml) and report disagreements")
+    _labs_arg(p)
+    p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p.set_defaults(func=cmd_fidelity)
+
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - one readable line instead of a traceback
         from coursetools.nbgrader_ops import NbgraderError
 
-        if isinstance(exc, (NbgraderError, FileNotFoundError)):
+        from coursetools.fidelity import CaseFileError
+
+        if isinstance(exc, (NbgraderError, FileNotFoundError, CaseFileError)):
             print(f"course {args.command}: {exc}", file=sys.stderr)
             return 1
         raise

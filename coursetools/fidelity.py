@@ -1,0 +1,183 @@
+"""Grader fidelity: does the autograder tell right from wrong?
+
+For each lab, ``tests/fidelity/<lab>.toml`` lists *mutants* (plausible wrong answers, which
+must lose the points of the exercise they break and only those a reasonable grader would
+take) and *variants* (valid alternatives, which must keep full marks). Every case is a
+submission built from the lab's release notebook, filled with the reference solution except
+the cells the case replaces, and autograded by nbgrader in a scratch course directory.
+Two built-in cases frame them: ``reference`` (full marks) and ``blank`` (zero everywhere).
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coursetools import build, layout, nbgrader_ops, notebooks
+
+CASES_DIR = layout.REPO_ROOT / "tests" / "fidelity"
+KINDS = ("reference", "blank", "mutant", "variant")
+
+
+@dataclass
+class Case:
+    name: str
+    kind: str
+    why: str = ""
+    replace: dict[str, str] = field(default_factory=dict)
+    lose: list[str] = field(default_factory=list)
+    may_lose: list[str] = field(default_factory=list)
+
+    @property
+    def student(self) -> str:
+        """The case's student id in the scratch gradebook."""
+        return "case-" + re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+
+@dataclass
+class Outcome:
+    case: Case
+    cells: dict[str, tuple[float, float]]  # grade id -> (score, max)
+    problems: list[str]                    # why the outcome differs from the expectation
+
+    @property
+    def agrees(self) -> bool:
+        return not self.problems
+
+    @property
+    def score(self) -> float:
+        return sum(s for s, _ in self.cells.values())
+
+    @property
+    def max_score(self) -> float:
+        return sum(m for _, m in self.cells.values())
+
+
+class CaseFileError(ValueError):
+    """A cases file is malformed; the message names the file and the case."""
+
+
+def load_cases(lab: str, cases_dir: Path = CASES_DIR) -> list[Case]:
+    """The built-in reference and blank cases, then the lab's mutants and variants."""
+    cases = [Case("reference", "reference", "the reference solution"),
+             Case("blank", "blank", "the release notebook as handed out")]
+    path = cases_dir / f"{lab}.toml"
+    if not path.is_file():
+        return cases
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise CaseFileError(f"{path}: not valid TOML: {exc}") from exc
+    seen = {"reference", "blank"}
+    for i, raw in enumerate(data.get("case", []), start=1):
+        where = f"{path.name}, case #{i} ({raw.get('name', 'unnamed')})"
+        unknown = set(raw) - {"name", "kind", "why", "replace", "lose", "may_lose"}
+        if unknown:
+            raise CaseFileError(f"{where}: unknown keys {sorted(unknown)}")
+        case = Case(name=str(raw.get("name", "")), kind=str(raw.get("kind", "")),
+                    why=str(raw.get("why", "")), replace=dict(raw.get("replace", {})),
+                    lose=list(raw.get("lose", [])), may_lose=list(raw.get("may_lose", [])))
+        if not case.name or case.name in seen:
+            raise CaseFileError(f"{where}: every case needs a unique name")
+        if case.kind not in ("mutant", "variant"):
+            raise CaseFileError(f"{where}: kind must be 'mutant' or 'variant', not {case.kind!r}")
+        if not case.replace:
+            raise CaseFileError(f"{where}: 'replace' must name at least one solution cell")
+        if case.kind == "mutant" and not case.lose:
+            raise CaseFileError(f"{where}: a mutant must list the graded cells it must lose in 'lose'")
+        if case.kind == "variant" and (case.lose or case.may_lose):
+            raise CaseFileError(f"{where}: a variant keeps full marks; it cannot list cells to lose")
+        seen.add(case.name)
+        cases.append(case)
+    return cases
+
+
+def check_case_names(case: Case, solution_ids: set[str], graded_ids: set[str]) -> None:
+    """Cell names in a case must exist in the lab, so a typo cannot make a case vacuous."""
+    bad = sorted(set(case.replace) - solution_ids)
+    if bad:
+        raise CaseFileError(f"case {case.name}: no solution cell {bad}; solution cells are {sorted(solution_ids)}")
+    bad = sorted(set(case.lose + case.may_lose) - graded_ids)
+    if bad:
+        raise CaseFileError(f"case {case.name}: no graded cell {bad}; graded cells are {sorted(graded_ids)}")
+
+
+def judge(case: Case, cells: dict[str, tuple[float, float]]) -> list[str]:
+    """What is wrong with a case's per-cell scores, given what the case expects."""
+    full = {c for c, (s, m) in cells.items() if s >= m}
+    lost = set(cells) - full
+    if case.kind in ("reference", "variant"):
+        return [f"lost points in {c} ({cells[c][0]:g}/{cells[c][1]:g})" for c in sorted(lost)]
+    if case.kind == "blank":
+        return [f"scored in {c} ({cells[c][0]:g}/{cells[c][1]:g})" for c in sorted(cells) if cells[c][0] > 0]
+    problems = [f"not caught: {c} kept full marks" for c in case.lose if c in full]
+    allowed = set(case.lose) | set(case.may_lose)
+    problems += [f"over-penalised: lost points in {c}, which it should not affect" for c in sorted(lost - allowed)]
+    return problems
+
+
+def submission_for(case: Case, release_nb, source_nb):
+    if case.kind == "blank":
+        return release_nb
+    return notebooks.fill_solutions(release_nb, source_nb, case.replace)
+
+
+def run_lab(lab: str, cases: list[Case] | None = None, course: Path = layout.REPO_ROOT,
+            workdir: Path | None = None) -> tuple[list[Outcome], Path]:
+    """Autograde every case of ``lab`` in one scratch course; return outcomes and the scratch
+    directory (for inspecting autograded notebooks; it lives as long as ``workdir``)."""
+    cases = cases if cases is not None else load_cases(lab)
+    scratch = Path(workdir or tempfile.mkdtemp(prefix=f"fidelity-{lab}-"))
+    build.scratch_course(course, scratch)
+    nbgrader_ops.run(scratch, "generate_assignment", lab, "--force")
+    release = notebooks.read(layout.notebook(scratch, "release", lab))
+    source = notebooks.read(layout.notebook(scratch, "source", lab))
+    solution_ids = set(notebooks.solution_cells(source))
+    graded_ids = set(notebooks.graded_cells(source))
+    for case in cases:
+        check_case_names(case, solution_ids, graded_ids)
+        notebooks.write_submission(scratch, case.student, lab, submission_for(case, release, source))
+    nbgrader_ops.run(scratch, "autograde", lab, "--force")
+    by_student = {row.student: row for row in nbgrader_ops.scores(scratch, lab)}
+    outcomes = []
+    for case in cases:
+        row = by_student.get(case.student)
+        if row is None:
+            outcomes.append(Outcome(case, {}, ["was not graded (see the autograde log)"]))
+            continue
+        outcomes.append(Outcome(case, row.cells, judge(case, row.cells)))
+    return outcomes, scratch
+
+
+def summary(lab: str, outcomes: list[Outcome]) -> dict:
+    """The report's numbers for one lab."""
+    def of(kind):
+        return [o for o in outcomes if o.case.kind == kind]
+
+    ref, blank = of("reference"), of("blank")
+    return {
+        "lab": lab,
+        "reference": f"{ref[0].score:g}/{ref[0].max_score:g}" if ref else "-",
+        "blank": f"{blank[0].score:g}/{blank[0].max_score:g}" if blank else "-",
+        "mutants_caught": sum(o.agrees for o in of("mutant")),
+        "mutants": len(of("mutant")),
+        "variants_accepted": sum(o.agrees for o in of("variant")),
+        "variants": len(of("variant")),
+        "disagreements": [f"{o.case.kind} {o.case.name}: {'; '.join(o.problems)}"
+                          for o in outcomes if not o.agrees],
+    }
+
+
+def format_report(summaries: list[dict]) -> str:
+    header = ["lab", "reference", "blank", "mutants caught", "variants accepted"]
+    rows = [[s["lab"], s["reference"], s["blank"], f"{s['mutants_caught']}/{s['mutants']}",
+             f"{s['variants_accepted']}/{s['variants']}"] for s in summaries]
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for s in summaries:
+        for d in s["disagreements"]:
+            lines.append(f"DISAGREES  {s['lab']}: {d}")
+    return "\n".join(lines)
