@@ -8,7 +8,7 @@ Gradebook: SQLite (``gradebook.db`` at the course root) unless the environment v
 
     export COURSE_DB_URL=postgresql://grader:secret@db.example.edu:5432/pytorch_course
 
-(the server needs the ``psycopg2`` driver installed in the grading environment).
+(the grading environment needs the ``psycopg`` driver: ``pip install "psycopg[binary]"``).
 """
 import os
 

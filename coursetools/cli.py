@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from coursetools import layout
@@ -60,12 +61,36 @@ def cmd_demo(args) -> int:
     course.mkdir(parents=True, exist_ok=True)
     result = run_demo(course, args.labs)
     print()
-    print(format_table(result.rows))
+    print(format_table(result.results))
     print()
     print("feedback:")
     for path in result.feedback:
         print(f"  {path}")
     print(f"grades CSV: {result.grades_csv}")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from coursetools import grading, nbgrader_ops
+
+    course = layout.course_root(args.dir)
+    lab = layout.select_labs(course, [args.lab])[0]
+    limits = grading.Limits(time_limit=args.time_limit, memory_gb=args.memory_gb, threads=args.threads,
+                            isolate_network=not args.allow_network)
+    workers = args.workers or grading.default_workers(limits)
+    students = [s for s in args.students.split(",") if s] if args.students else None
+    print(f"grading {lab} with {workers} worker(s), {limits.threads} thread(s) per kernel, "
+          f"{limits.time_limit:g} s and {limits.memory_gb:g} GB per submission, network "
+          f"{'isolated' if limits.isolate_network and grading.network_isolation_available() else 'not isolated'}",
+          flush=True)
+    start = time.perf_counter()
+    results = grading.grade_lab(course, lab, students, workers, limits, force=args.force)
+    elapsed = time.perf_counter() - start
+    print()
+    print(grading.format_results(results))
+    nbgrader_ops.run(course, "export")
+    failed = sum(r.status == grading.FAILED for r in results)
+    print(f"\n{len(results)} submission(s), {failed} failed, {elapsed:.0f} s; grades CSV: {course / 'grades.csv'}")
     return 0
 
 
@@ -86,6 +111,27 @@ def cmd_bench(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def cmd_bench_grading(args) -> int:
+    import json
+
+    from coursetools import grade_bench
+
+    course = layout.course_root(args.dir)
+    lab = layout.select_labs(course, [args.lab])[0]
+    counts = tuple(int(w) for w in args.workers.split(","))
+    report = grade_bench.run(lab, args.n, counts, args.threads)
+    print()
+    print(f"{report['submissions']} submissions of {lab}, {report['threads_per_kernel']} thread(s) per kernel")
+    for run in report["runs"]:
+        extra = (f", overhead {run['overhead_per_submission']:.2f} s/submission over plain execution"
+                 if "overhead_per_submission" in run else "")
+        print(f"  {run['workers']} worker(s): {run['seconds']:.0f} s, {run['per_minute']} submissions/min, "
+              f"speed-up x{run['speedup']}{extra}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def cmd_fidelity(args) -> int:
     import json
 
@@ -96,7 +142,7 @@ def cmd_fidelity(args) -> int:
     for lab in layout.select_labs(course, args.labs):
         cases = fidelity.load_cases(lab)
         print(f"grading {len(cases)} cases of {lab} ...", flush=True)
-        outcomes, _ = fidelity.run_lab(lab, cases, course)
+        outcomes, _ = fidelity.run_lab(lab, cases, course, workers=args.workers)
         summaries.append(fidelity.summary(lab, outcomes))
     print()
     print(fidelity.format_report(summaries))
@@ -129,6 +175,21 @@ def main(argv: list[str] | None = None) -> int:
                                  "(created and set up from this checkout's source/ if needed)")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("grade", help="autograde every submission of a lab in parallel, robustly "
+                                     "(limits, bad-input statuses, resumable)")
+    p.add_argument("lab", help="lab id or prefix")
+    p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="parallel submissions (default: one per CPU core, bounded by memory)")
+    p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per kernel (default 1)")
+    p.add_argument("--students", help="comma-separated student ids (default: everyone who submitted)")
+    p.add_argument("--force", action="store_true", help="regrade submissions graded before")
+    p.add_argument("--time-limit", type=float, default=1800.0,
+                   help="seconds for a whole notebook before it is stopped (default 1800)")
+    p.add_argument("--memory-gb", type=float, default=6.0, help="memory per submission (default 6)")
+    p.add_argument("--allow-network", action="store_true", help="do not isolate kernels from the network")
+    p.set_defaults(func=cmd_grade)
+
     p = sub.add_parser("bench", help="run each lab's reference top-to-bottom: wall time vs budget, "
                                      "key metric vs hidden threshold")
     _labs_arg(p)
@@ -136,11 +197,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("bench-grading", help="measure `course grade` on a generated class: "
+                                             "submissions/min per worker count, overhead")
+    p.add_argument("--lab", default="lab01", help="lab to grade (default lab01)")
+    p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
+    p.add_argument("-n", type=int, default=60, help="submissions (default 60)")
+    p.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
+    p.add_argument("--threads", type=int, default=1, help="threads per kernel (default 1)")
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p.set_defaults(func=cmd_bench_grading)
+
     p = sub.add_parser("fidelity", help="autograde each lab's mutants and variants "
                                         "(tests/fidelity/<lab>.toml) and report disagreements")
     _labs_arg(p)
     p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--workers", type=int, default=2, help="cases graded in parallel (default 2)")
     p.set_defaults(func=cmd_fidelity)
 
     args = parser.parse_args(argv)

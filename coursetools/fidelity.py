@@ -6,6 +6,12 @@ take) and *variants* (valid alternatives, which must keep full marks). Every cas
 submission built from the lab's release notebook, filled with the reference solution except
 the cells the case replaces, and autograded by nbgrader in a scratch course directory.
 Two built-in cases frame them: ``reference`` (full marks) and ``blank`` (zero everywhere).
+
+Heavy labs may put cases in a ``group``: cases of one group that replace different cells are
+graded as one submission holding all their replacements, judged against the union of their
+expectations (every ``lose`` cell of every member must lose points). This trades per-case
+attribution for time: one training run instead of several. Group only mutants that break
+independent exercises, or variants.
 """
 from __future__ import annotations
 
@@ -29,6 +35,13 @@ class Case:
     replace: dict[str, str] = field(default_factory=dict)
     lose: list[str] = field(default_factory=list)
     may_lose: list[str] = field(default_factory=list)
+    group: str = ""
+    members: list[str] = field(default_factory=list)  # names of the cases a group combines
+
+    @property
+    def size(self) -> int:
+        """How many cases this one stands for (a merged group counts each member)."""
+        return len(self.members) or 1
 
     @property
     def student(self) -> str:
@@ -59,8 +72,9 @@ class CaseFileError(ValueError):
     """A cases file is malformed; the message names the file and the case."""
 
 
-def load_cases(lab: str, cases_dir: Path = CASES_DIR) -> list[Case]:
-    """The built-in reference and blank cases, then the lab's mutants and variants."""
+def load_cases(lab: str, cases_dir: Path = CASES_DIR, merge: bool = True) -> list[Case]:
+    """The built-in reference and blank cases, then the lab's mutants and variants (with
+    ``merge``, each group combined into one case)."""
     cases = [Case("reference", "reference", "the reference solution"),
              Case("blank", "blank", "the release notebook as handed out")]
     path = cases_dir / f"{lab}.toml"
@@ -73,12 +87,13 @@ def load_cases(lab: str, cases_dir: Path = CASES_DIR) -> list[Case]:
     seen = {"reference", "blank"}
     for i, raw in enumerate(data.get("case", []), start=1):
         where = f"{path.name}, case #{i} ({raw.get('name', 'unnamed')})"
-        unknown = set(raw) - {"name", "kind", "why", "replace", "lose", "may_lose"}
+        unknown = set(raw) - {"name", "kind", "why", "replace", "lose", "may_lose", "group"}
         if unknown:
             raise CaseFileError(f"{where}: unknown keys {sorted(unknown)}")
         case = Case(name=str(raw.get("name", "")), kind=str(raw.get("kind", "")),
                     why=str(raw.get("why", "")), replace=dict(raw.get("replace", {})),
-                    lose=list(raw.get("lose", [])), may_lose=list(raw.get("may_lose", [])))
+                    lose=list(raw.get("lose", [])), may_lose=list(raw.get("may_lose", [])),
+                    group=str(raw.get("group", "")))
         if not case.name or case.name in seen:
             raise CaseFileError(f"{where}: every case needs a unique name")
         if case.kind not in ("mutant", "variant"):
@@ -91,7 +106,34 @@ def load_cases(lab: str, cases_dir: Path = CASES_DIR) -> list[Case]:
             raise CaseFileError(f"{where}: a variant keeps full marks; it cannot list cells to lose")
         seen.add(case.name)
         cases.append(case)
-    return cases
+    return merge_groups(cases, path.name) if merge else cases
+
+
+def merge_groups(cases: list[Case], where: str = "") -> list[Case]:
+    """Replace the members of each group by one combined case (see the module docstring)."""
+    merged, groups = [], {}
+    for case in cases:
+        if not case.group:
+            merged.append(case)
+            continue
+        if case.group not in groups:
+            groups[case.group] = Case(f"{case.group}[{case.name}]", case.kind, case.why, group=case.group)
+            groups[case.group].members = []
+            merged.append(groups[case.group])
+        combined = groups[case.group]
+        if combined.kind != case.kind:
+            raise CaseFileError(f"{where}: group {case.group!r} mixes mutants and variants")
+        clash = set(combined.replace) & set(case.replace)
+        if clash:
+            raise CaseFileError(f"{where}: cases in group {case.group!r} both replace {sorted(clash)}")
+        if combined.replace:
+            combined.name = combined.name[:-1] + f", {case.name}]"
+            combined.why += f"; {case.why}"
+        combined.members.append(case.name)
+        combined.replace.update(case.replace)
+        combined.lose += case.lose
+        combined.may_lose += case.may_lose
+    return merged
 
 
 def check_case_names(case: Case, solution_ids: set[str], graded_ids: set[str]) -> None:
@@ -125,9 +167,12 @@ def submission_for(case: Case, release_nb, source_nb):
 
 
 def run_lab(lab: str, cases: list[Case] | None = None, course: Path = layout.REPO_ROOT,
-            workdir: Path | None = None) -> tuple[list[Outcome], Path]:
-    """Autograde every case of ``lab`` in one scratch course; return outcomes and the scratch
+            workdir: Path | None = None, workers: int = 1) -> tuple[list[Outcome], Path]:
+    """Autograde every case of ``lab`` in one scratch course (with ``course grade``'s
+    machinery, so a crashing case cannot stop the others); return outcomes and the scratch
     directory (for inspecting autograded notebooks; it lives as long as ``workdir``)."""
+    from coursetools import grading
+
     cases = cases if cases is not None else load_cases(lab)
     scratch = Path(workdir or tempfile.mkdtemp(prefix=f"fidelity-{lab}-"))
     build.scratch_course(course, scratch)
@@ -139,15 +184,15 @@ def run_lab(lab: str, cases: list[Case] | None = None, course: Path = layout.REP
     for case in cases:
         check_case_names(case, solution_ids, graded_ids)
         notebooks.write_submission(scratch, case.student, lab, submission_for(case, release, source))
-    nbgrader_ops.run(scratch, "autograde", lab, "--force")
-    by_student = {row.student: row for row in nbgrader_ops.scores(scratch, lab)}
+    results = {r.student: r for r in grading.grade_lab(scratch, lab, workers=workers, force=True, progress=False)}
     outcomes = []
     for case in cases:
-        row = by_student.get(case.student)
-        if row is None:
-            outcomes.append(Outcome(case, {}, ["was not graded (see the autograde log)"]))
+        result = results[case.student]
+        if result.status != grading.GRADED:
+            outcomes.append(Outcome(case, {}, [f"was not graded: {result.reason}"]))
             continue
-        outcomes.append(Outcome(case, row.cells, judge(case, row.cells)))
+        cells = {name: (score, max_score) for name, (score, max_score) in result.cells.items()}
+        outcomes.append(Outcome(case, cells, judge(case, cells)))
     return outcomes, scratch
 
 
@@ -161,10 +206,10 @@ def summary(lab: str, outcomes: list[Outcome]) -> dict:
         "lab": lab,
         "reference": f"{ref[0].score:g}/{ref[0].max_score:g}" if ref else "-",
         "blank": f"{blank[0].score:g}/{blank[0].max_score:g}" if blank else "-",
-        "mutants_caught": sum(o.agrees for o in of("mutant")),
-        "mutants": len(of("mutant")),
-        "variants_accepted": sum(o.agrees for o in of("variant")),
-        "variants": len(of("variant")),
+        "mutants_caught": sum(o.case.size for o in of("mutant") if o.agrees),
+        "mutants": sum(o.case.size for o in of("mutant")),
+        "variants_accepted": sum(o.case.size for o in of("variant") if o.agrees),
+        "variants": sum(o.case.size for o in of("variant")),
         "disagreements": [f"{o.case.kind} {o.case.name}: {'; '.join(o.problems)}"
                           for o in outcomes if not o.agrees],
     }

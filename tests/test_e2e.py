@@ -35,7 +35,7 @@ def test_lab_grader_fidelity(lab, tmp_path):
 
 @pytest.mark.parametrize("lab", LABS)
 def test_lab_has_enough_fidelity_cases(lab):
-    cases = fidelity.load_cases(lab)
+    cases = fidelity.load_cases(lab, merge=False)
     mutants = [c for c in cases if c.kind == "mutant"]
     variants = [c for c in cases if c.kind == "variant"]
     assert len(mutants) >= 5 and len(variants) >= 2, (

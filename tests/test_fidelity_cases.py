@@ -78,3 +78,60 @@ def test_judge_mutant_caught_missed_and_over_penalised():
     assert fidelity.judge(mutant, CELLS_FULL) == ["not caught: a kept full marks"]
     assert fidelity.judge(mutant, {**CELLS_FULL, "a": (0.0, 1.0), "c": (0.0, 1.0)}) == [
         "over-penalised: lost points in c, which it should not affect"]
+
+
+def test_groups_merge_into_one_submission(tmp_path):
+    write(tmp_path, '''
+[[case]]
+name = "m1"
+kind = "mutant"
+group = "g"
+lose = ["ex1_tests"]
+replace.ex1 = "x = 1"
+
+[[case]]
+name = "alone"
+kind = "mutant"
+lose = ["ex1_tests"]
+replace.ex1 = "x = 3"
+
+[[case]]
+name = "m2"
+kind = "mutant"
+group = "g"
+lose = ["ex2_tests"]
+may_lose = ["ex3_tests"]
+replace.ex2 = "y = 2"
+''')
+    cases = fidelity.load_cases("labX", cases_dir=tmp_path)
+    assert [c.name for c in cases] == ["reference", "blank", "g[m1, m2]", "alone"]
+    g = cases[2]
+    assert g.members == ["m1", "m2"] and g.size == 2 and cases[3].size == 1
+    assert len(fidelity.load_cases("labX", cases_dir=tmp_path, merge=False)) == 5
+    assert g.replace == {"ex1": "x = 1", "ex2": "y = 2"}
+    assert g.lose == ["ex1_tests", "ex2_tests"] and g.may_lose == ["ex3_tests"]
+    # a combined mutant is caught only if every member's cells lose points
+    assert fidelity.judge(g, {"ex1_tests": (0.0, 1.0), "ex2_tests": (1.0, 1.0), "ex3_tests": (1.0, 1.0)}) == [
+        "not caught: ex2_tests kept full marks"]
+
+
+@pytest.mark.parametrize("second, match", [
+    ('kind = "variant"\nreplace.ex2 = "y"', "mixes"),
+    ('kind = "mutant"\nlose = ["t"]\nreplace.ex1 = "y"', "both replace"),
+])
+def test_bad_groups_are_refused(tmp_path, second, match):
+    write(tmp_path, f'''
+[[case]]
+name = "a"
+kind = "mutant"
+group = "g"
+lose = ["t"]
+replace.ex1 = "x"
+
+[[case]]
+name = "b"
+group = "g"
+{second}
+''')
+    with pytest.raises(CaseFileError, match=match):
+        fidelity.load_cases("labX", cases_dir=tmp_path)
