@@ -22,3 +22,18 @@ def _close_figures():
 
     plt.close("all")
 
+
+
+def skip_if_data_missing(lab: str) -> None:
+    """Labs that read a dataset from the course data directory (benchmarks.toml `needs_data`)
+    are skipped, with the reason, where that dataset is absent. CI always has it."""
+    from coursetools import bench
+
+    need = bench.load_specs().get(lab, {}).get("needs_data")
+    if need == "cifar10":
+        from helpers.data import cifar10_available
+
+        if not cifar10_available():
+            pytest.skip(f"{lab} needs CIFAR-10: set COURSE_DATA_DIR (see README)")
+    elif need:
+        pytest.fail(f"{lab}: unknown needs_data {need!r} in benchmarks.toml")

@@ -10,13 +10,14 @@ import sys
 import pytest
 
 from coursetools import fidelity, layout, nbgrader_ops, notebooks
-from conftest import LABS, ROOT
+from conftest import LABS, ROOT, skip_if_data_missing
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("lab", LABS)
 def test_lab_grader_fidelity(lab, tmp_path):
+    skip_if_data_missing(lab)
     outcomes, scratch = fidelity.run_lab(lab, workdir=tmp_path)
     report = fidelity.summary(lab, outcomes)
     print(fidelity.format_report([report]))
