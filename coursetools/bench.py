@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from coursetools import layout, notebooks
+from coursetools import layout, notebooks, table
 
 SPECS = Path(__file__).with_name("benchmarks.toml")
 MARKER = "__COURSE_BENCH__"
@@ -89,10 +89,7 @@ def format_table(results: list[BenchResult]) -> str:
                      r.metric, "-" if r.value is None else f"{r.value:g}",
                      "-" if r.threshold is None else f"{'>=' if r.higher_is_better else '<='} {r.threshold:g}",
                      status])
-    widths = [max(len(str(x[i])) for x in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(x, widths)) for x in [header] + rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return table.format_table(header, rows)
 
 
 def to_json(results: list[BenchResult]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from coursetools import bench
 from coursetools import build as build_mod
 from coursetools import grading, layout, nbgrader_ops, notebooks
+from coursetools.table import format_table as _format
 
 REFERENCE, BLANK, LOOPS, CORRUPT = "demo-reference", "demo-blank", "demo-loops", "demo-corrupt"
 
@@ -89,9 +90,7 @@ def format_table(results: list[grading.Result]) -> str:
                 got, out_of = got + r.score, out_of + r.max_score
         line.append(f"{got:g}/{out_of:g}")
         lines.append(line)
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    text = ["  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)) for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
+    text = [_format(header, lines[1:])]
     remarks = [f"  {r.student} / {r.lab}: {r.status_text}" for r in results
                if r.status != grading.GRADED or r.notes]
     if remarks:

@@ -21,7 +21,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coursetools import build, layout, nbgrader_ops, notebooks
+from coursetools import build, layout, nbgrader_ops, notebooks, table
 
 CASES_DIR = layout.REPO_ROOT / "tests" / "fidelity"
 KINDS = ("reference", "blank", "mutant", "variant")
@@ -219,9 +219,7 @@ def format_report(summaries: list[dict]) -> str:
     header = ["lab", "reference", "blank", "mutants caught", "variants accepted"]
     rows = [[s["lab"], s["reference"], s["blank"], f"{s['mutants_caught']}/{s['mutants']}",
              f"{s['variants_accepted']}/{s['variants']}"] for s in summaries]
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = [table.format_table(header, rows)]
     for s in summaries:
         for d in s["disagreements"]:
             lines.append(f"DISAGREES  {s['lab']}: {d}")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import nbformat
 
-from coursetools import build, layout, nbgrader_ops, notebooks
+from coursetools import build, layout, nbgrader_ops, notebooks, table
 
 GRADED, FAILED, SKIPPED = "graded", "failed", "skipped"
 LEDGER_DIR = "grading"
@@ -501,7 +501,4 @@ def format_results(results: list[Result]) -> str:
     header = ["student", "lab", "score", "status"]
     rows = [[r.student, r.lab, "-" if r.score is None else f"{r.score:g}/{r.max_score:g}",
              r.status_text + (" [unchanged since last run]" if r.reused else "")] for r in results]
-    widths = [max(len(str(x[i])) for x in [header] + rows) for i in range(3)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(x[:3], widths)) + "  " + x[3] for x in [header] + rows]
-    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
-    return "\n".join(lines)
+    return table.format_table(header, rows)
