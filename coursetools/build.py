@@ -10,7 +10,22 @@ from coursetools import layout, nbgrader_ops, notebooks
 
 def build(course: Path, labs: list[str]) -> None:
     """Regenerate ``release/<lab>`` (solutions stubbed, hidden tests removed) and
-    ``solutions/<lab>`` (reference code, no hidden tests, no outputs) with nbgrader."""
+    ``solutions/<lab>`` (reference code, no hidden tests, no outputs) with nbgrader.
+
+    nbgrader runs in a scratch copy of the course, so building never touches the course's
+    gradebook (nbgrader refuses to change a lab's cells once it holds submissions); the
+    generated folders are then copied into place."""
+    with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
+        scratch = scratch_course(course, Path(tmp))
+        generate(scratch, labs)
+        for step in layout.GENERATED:
+            for lab in labs:
+                shutil.rmtree(course / step / lab, ignore_errors=True)
+                shutil.copytree(scratch / step / lab, course / step / lab)
+
+
+def generate(course: Path, labs: list[str]) -> None:
+    """nbgrader's generate_assignment and generate_solution, in ``course`` itself."""
     for lab in labs:
         nbgrader_ops.run(course, "generate_assignment", lab, "--force")
         nbgrader_ops.run(course, "generate_solution", lab, "--force")
@@ -38,7 +53,7 @@ def out_of_sync(course: Path, labs: list[str]) -> list[str]:
     problems = []
     with tempfile.TemporaryDirectory(prefix="course-sync-") as tmp:
         fresh = scratch_course(course, Path(tmp))
-        build(fresh, labs)
+        generate(fresh, labs)
         for step in layout.GENERATED:
             for lab in labs:
                 committed, expected = _tree(course / step / lab), _tree(fresh / step / lab)

@@ -17,6 +17,7 @@ from coursetools import grading, layout, nbgrader_ops, notebooks
 from coursetools.table import format_table as _format
 
 REFERENCE, BLANK, LOOPS, CORRUPT = "demo-reference", "demo-blank", "demo-loops", "demo-corrupt"
+DEMO_STUDENTS = (REFERENCE, BLANK, LOOPS, CORRUPT)
 
 
 @dataclass
@@ -42,6 +43,14 @@ def submit_demo_students(course: Path, lab: str, broken: bool) -> None:
         (folder / f"{lab}.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "print(')
 
 
+def forget_demo_students(course: Path, lab: str) -> None:
+    """Remove earlier demo submissions of ``lab`` from the gradebook: nbgrader will not
+    regenerate a lab whose cells changed while it holds submissions. Real students' work is
+    never touched."""
+    for student in DEMO_STUDENTS:
+        grading.remove_from_gradebook(course, lab, student)
+
+
 def time_limit_for(lab: str) -> float:
     """A demo-sized notebook time limit: twice the lab's budget (at least 60 s)."""
     budget = bench.load_specs().get(lab, {}).get("budget_seconds", 900)
@@ -56,6 +65,7 @@ def run_demo(course: Path, labs: list[str] | None = None, log=print, workers: in
     results, feedback = [], []
     for i, lab in enumerate(labs):
         log(f"[{lab}] generate_assignment")
+        forget_demo_students(course, lab)
         nbgrader_ops.run(course, "generate_assignment", lab, "--force")
         submit_demo_students(course, lab, broken=(i == 0))
         limits = grading.Limits(time_limit=time_limit_for(lab))

@@ -163,8 +163,8 @@ def check_history(values, name: str, length: int | None = None, decreasing: bool
         _fail(f"{name} is empty.", hint)
     bad = [v for v in values if isinstance(v, torch.Tensor) or not isinstance(v, (int, float))]
     if bad:
-        _fail(f"{name} holds {describe(bad[0])}; record plain numbers.",
-              hint or "append loss.item() (a float), not the loss tensor, which keeps the graph alive.")
+        _fail(f"{name} holds {describe(bad[0])}; record plain numbers: append loss.item() (a float), "
+              "not the loss tensor, which keeps every epoch's computation graph alive.", hint)
     if any(not math.isfinite(v) for v in values):
         _fail(f"{name} contains NaN or infinite values: the training diverged.",
               hint or "try a smaller learning rate.")

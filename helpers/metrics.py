@@ -30,8 +30,8 @@ def accuracy_fn(y_true, y_pred) -> float:
     if y_pred.is_floating_point() and not torch.all(y_pred == y_pred.round()):
         raise ValueError(
             "accuracy_fn: y_pred holds non-integer values (logits or probabilities?). "
-            "Turn them into labels first: (torch.sigmoid(logits) > 0.5) for binary, "
-            "logits.argmax(dim=1) for multiclass."
+            "Turn them into labels first: probs > 0.5 if your model already ends in a sigmoid, "
+            "torch.sigmoid(logits) > 0.5 if it outputs logits, logits.argmax(dim=1) for multiclass."
         )
     correct = torch.eq(y_true, y_pred.to(y_true.dtype)).sum().item()
     return correct / y_true.numel() * 100
@@ -48,5 +48,6 @@ def _shape_mismatch_message(true_shape: torch.Size, pred_shape: torch.Size) -> s
         pass
     if true_shape.numel() == pred_shape.numel():
         message += (" They hold the same number of values: reshape one to match the other,"
-                    " e.g. y_pred.squeeze(1) or y_pred.view_as(y_true).")
+                    " usually the labels to the model's output shape (y_true.view_as(y_pred),"
+                    " e.g. y.unsqueeze(1)), or the predictions to the labels' (y_pred.squeeze(1)).")
     return message
