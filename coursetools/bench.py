@@ -30,6 +30,7 @@ class BenchResult:
     threshold: float | None
     higher_is_better: bool
     error: str = ""
+    lower_bound: float | None = None  # a two-sided band: lower_bound <= value <= threshold
 
     @property
     def within_budget(self) -> bool:
@@ -39,6 +40,8 @@ class BenchResult:
     def meets_threshold(self) -> bool:
         if self.value is None or self.threshold is None:
             return self.threshold is None and not self.error
+        if self.lower_bound is not None and self.value < self.lower_bound:
+            return False
         return self.value >= self.threshold if self.higher_is_better else self.value <= self.threshold
 
     @property
@@ -58,7 +61,8 @@ def run_lab(course: Path, lab: str, spec: dict, timeout: int = 1200) -> BenchRes
         nb.cells.append(nbformat.v4.new_code_cell(
             f"import json as _json\nprint({MARKER!r} + _json.dumps(float({expression})))"))
     result = BenchResult(lab, 0.0, spec.get("budget_seconds"), spec.get("metric", ""), None,
-                         spec.get("threshold"), spec.get("higher_is_better", True))
+                         spec.get("threshold"), spec.get("higher_is_better", True),
+                         lower_bound=spec.get("lower_bound"))
     with tempfile.TemporaryDirectory(prefix=f"bench-{lab}-") as tmp:
         workdir = Path(tmp) / lab
         shutil.copytree(course / "source" / lab, workdir,
@@ -87,9 +91,17 @@ def format_table(results: list[BenchResult]) -> str:
             p for p, bad in (("over budget", not r.within_budget), ("below threshold", not r.meets_threshold)) if bad))
         rows.append([r.lab, f"{r.seconds:.1f}", f"{r.budget_seconds:g}" if r.budget_seconds else "-",
                      r.metric, "-" if r.value is None else f"{r.value:g}",
-                     "-" if r.threshold is None else f"{'>=' if r.higher_is_better else '<='} {r.threshold:g}",
+                     _threshold_text(r),
                      status])
     return table.format_table(header, rows)
+
+
+def _threshold_text(r: BenchResult) -> str:
+    if r.threshold is None:
+        return "-"
+    if r.lower_bound is not None:
+        return f"{r.lower_bound:g}..{r.threshold:g}"
+    return f"{'>=' if r.higher_is_better else '<='} {r.threshold:g}"
 
 
 def to_json(results: list[BenchResult]) -> str:
