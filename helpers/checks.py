@@ -8,12 +8,14 @@ writes to stderr as failed.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 __all__ = [
     "CheckFailed",
@@ -30,6 +32,10 @@ __all__ = [
     "check_no_nonlinearity",
     "check_is_affine",
     "check_not_affine",
+    "check_activations",
+    "check_dropout",
+    "traced_calls",
+    "recompute_accuracy",
     "check_at_least",
     "check_at_most",
     "check_between",
@@ -227,6 +233,106 @@ def check_not_affine(model: nn.Module, n_features: int, name: str = "model",
         _fail(f"{name} computes an affine function of its input, however many layers it has: "
               "it can only draw a straight decision boundary.",
               hint or "put a non-linear activation such as nn.ReLU() between the Linear layers.")
+
+
+#: Element-wise non-linearities, by the name of the torch function that computes them.
+ACTIVATION_FUNCTIONS = frozenset({
+    "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu", "gelu",
+    "silu", "mish", "hardswish", "hardtanh", "hardtanh_", "prelu", "rrelu", "softplus", "tanh",
+    "sigmoid", "hardsigmoid",
+})
+
+
+class _CallRecorder(TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self.calls.append((getattr(func, "__name__", str(func)), args, kwargs))
+        return func(*args, **kwargs)
+
+
+def traced_calls(model: nn.Module, x: torch.Tensor, train: bool = False) -> list[tuple[str, tuple, dict]]:
+    """The torch functions one forward pass of ``model`` calls, in order, as
+    ``(name, args, kwargs)``: modules (``nn.ReLU``) and functional calls (``F.relu``,
+    ``x.relu()``) alike, so checks judge what the network computes, not how it is written.
+    Runs without gradients and restores the model's mode; in training mode it runs a copy, so
+    batch-norm statistics of ``model`` stay as they were."""
+    if train:
+        model = copy.deepcopy(model)
+    was_training = model.training
+    model.train(train)
+    try:
+        with torch.no_grad(), _CallRecorder() as recorder:
+            model(x)
+    finally:
+        model.train(was_training)
+    return recorder.calls
+
+
+def check_activations(model: nn.Module, x: torch.Tensor, at_least: int, name: str = "model",
+                      hint: str | None = None) -> None:
+    """A forward pass of ``model`` on ``x`` applies at least ``at_least`` non-linear
+    activations (module or functional)."""
+    found = [call[0] for call in traced_calls(model, x) if call[0] in ACTIVATION_FUNCTIONS]
+    if len(found) < at_least:
+        _fail(f"{name} applies {len(found)} activation function(s) in its forward pass "
+              f"({', '.join(found) or 'none'}); the specified network has {at_least}.",
+              hint or "put a ReLU after every convolution and between the Linear layers.")
+
+
+def _dropout_rate(args: tuple, kwargs: dict) -> float:
+    if "p" in kwargs:
+        return float(kwargs["p"])
+    return float(args[1]) if len(args) > 1 and not isinstance(args[1], torch.Tensor) else 0.5
+
+
+def check_dropout(model: nn.Module, x: torch.Tensor, p: float | None = None, name: str = "model",
+                  hint: str | None = None) -> None:
+    """``model`` applies dropout (``nn.Dropout`` or ``F.dropout``; with rate ``p`` if given) that
+    is active in training mode and off in evaluation mode. Works on a copy of ``model``."""
+    model = copy.deepcopy(model)
+    rates = [_dropout_rate(args, kwargs) for fname, args, kwargs in traced_calls(model, x, train=True)
+             if fname in {"dropout", "dropout_", "dropout1d", "dropout2d", "feature_dropout"}]
+    if not rates:
+        _fail(f"{name} applies no dropout in its forward pass.", hint)
+    if p is not None and not any(math.isclose(rate, p) for rate in rates):
+        _fail(f"{name} applies dropout with rate(s) {rates}; expected p={p}.", hint)
+    with torch.no_grad():
+        model.eval()
+        same = torch.equal(model(x), model(x))
+        model.train()
+        differs = any(not torch.equal(model(x), model(x)) for _ in range(3))
+    if not same:
+        _fail(f"{name} gives different outputs for the same input in evaluation mode: dropout "
+              "must follow self.training (nn.Dropout does; F.dropout needs training=self.training).", hint)
+    if not differs:
+        _fail(f"{name}'s dropout is not active in training mode.",
+              hint or "nn.Dropout switches itself on and off with model.train() / model.eval().")
+
+
+def recompute_accuracy(model: nn.Module, dataset, device=None, batch_size: int = 500) -> float:
+    """Accuracy (%) of ``model``'s argmax predictions on every ``(x, label)`` of ``dataset``, in
+    evaluation mode and without gradients: what hidden tests measure themselves instead of
+    trusting a printed number. The model's mode is restored afterwards."""
+    from torch.utils.data import DataLoader
+
+    device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    correct = seen = 0
+    try:
+        with torch.inference_mode():
+            for x, y in DataLoader(dataset, batch_size=batch_size):
+                correct += (model(x.to(device)).argmax(dim=1).cpu() == y.cpu()).sum().item()
+                seen += len(y)
+    finally:
+        model.train(was_training)
+    if not seen:
+        raise ValueError("recompute_accuracy: the dataset is empty.")
+    return 100 * correct / seen
 
 
 def check_at_least(value, threshold: float, name: str, hint: str | None = None) -> None:

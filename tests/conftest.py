@@ -37,3 +37,22 @@ def skip_if_data_missing(lab: str) -> None:
             pytest.skip(f"{lab} needs CIFAR-10: set COURSE_DATA_DIR (see README)")
     elif need:
         pytest.fail(f"{lab}: unknown needs_data {need!r} in benchmarks.toml")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: the per-lab fidelity runs dominate the suite, and with two xdist workers a
+    heavy lab that starts last leaves one core idle while it finishes. Estimated cost = the
+    lab's time budget x its number of graded submissions. Deterministic, so every worker
+    collects the same order."""
+    from coursetools import bench, fidelity
+
+    specs = bench.load_specs()
+
+    def cost(item) -> float:
+        if item.originalname != "test_lab_grader_fidelity":
+            return 0.0
+        lab = item.callspec.params["lab"]
+        return specs.get(lab, {}).get("budget_seconds", 60) * len(fidelity.load_cases(lab))
+
+    order = {id(item): position for position, item in enumerate(items)}
+    items.sort(key=lambda item: (-cost(item), order[id(item)]))

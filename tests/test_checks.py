@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from helpers import checks
-from helpers.checks import CheckFailed
+from helpers.checks import CheckFailed, check_activations, check_dropout, traced_calls
 
 
 def fails(func, *args, match, **kwargs):
@@ -145,3 +145,59 @@ def test_checks_never_print_or_warn(capsys, recwarn):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     assert len(recwarn) == 0
+
+
+class _Functional(nn.Module):
+    """Activations and dropout written as functions, not modules."""
+
+    def __init__(self, training_flag=True):
+        super().__init__()
+        self.linear = nn.Linear(8, 4)
+        self.bn = nn.BatchNorm1d(8)
+        self.training_flag = training_flag
+
+    def forward(self, x):
+        h = torch.nn.functional.relu(self.bn(x))
+        training = self.training if self.training_flag else True
+        return self.linear(torch.nn.functional.dropout(h, 0.5, training)).relu()
+
+
+def test_activations_counted_whether_module_or_functional():
+    x = torch.randn(6, 8)
+    check_activations(_Functional(), x, at_least=2)
+    check_activations(nn.Sequential(nn.Linear(8, 4), nn.ReLU(inplace=True), nn.Linear(4, 2), nn.GELU()), x, 2)
+    with pytest.raises(CheckFailed, match="applies 1 activation"):
+        check_activations(nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)), x, at_least=2)
+    names = [name for name, _, _ in traced_calls(nn.Sequential(nn.Linear(8, 4), nn.Tanh()), x)]
+    assert names == ["linear", "tanh"]
+
+
+def test_dropout_module_or_functional_rate_and_mode():
+    x = torch.randn(6, 8)
+    model = _Functional()
+    stats = model.bn.running_mean.clone()
+    check_dropout(model, x, p=0.5)
+    check_dropout(nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.3)), x, p=0.3)
+    assert torch.equal(model.bn.running_mean, stats) and model.training  # no side effects
+    with pytest.raises(CheckFailed, match="rate"):
+        check_dropout(nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.3)), x, p=0.5)
+    with pytest.raises(CheckFailed, match="no dropout"):
+        check_dropout(nn.Linear(8, 8), x)
+    with pytest.raises(CheckFailed, match="evaluation mode"):
+        check_dropout(_Functional(training_flag=False), x)
+
+
+def test_recompute_accuracy_matches_torchmetrics_and_restores_mode():
+    from torchmetrics.classification import MulticlassAccuracy
+
+    torch.manual_seed(0)
+    x, y = torch.randn(1234, 6), torch.randint(0, 4, (1234,))
+    model = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.5), nn.Linear(16, 4))
+    model.train()
+    dataset = torch.utils.data.TensorDataset(x, y)
+    got = checks.recompute_accuracy(model, dataset, batch_size=100)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        expected = MulticlassAccuracy(num_classes=4, average="micro")(model(x), y).item() * 100
+    assert abs(got - expected) < 1e-4
