@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from helpers.checks import recompute_accuracy
 from helpers.data import load_cifar10
 from helpers.models import PRETRAINED_FILE, SOURCE_CLASSES, CifarCNN
 from helpers.reproducibility import set_seed
@@ -46,15 +47,6 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
     x = images.float().div_(255)
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
-
-
-def evaluate(model: nn.Module, dataset, batch_size: int = 500) -> float:
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-        for x, y in DataLoader(dataset, batch_size=batch_size):
-            correct += (model(x).argmax(1) == y).sum().item()
-    return 100 * correct / len(dataset)
 
 
 def pretrain(seed: int = 0, epochs: int = RECIPE["epochs"], log=print) -> tuple[CifarCNN, dict]:
@@ -90,7 +82,7 @@ def pretrain(seed: int = 0, epochs: int = RECIPE["epochs"], log=print) -> tuple[
             total += loss.item() * len(y)
             n += len(y)
         log(f"epoch {epoch + 1}/{epochs}: train loss {total / n:.4f}  ({time.perf_counter() - start:.0f} s)")
-    accuracy = evaluate(model, test_set)
+    accuracy = recompute_accuracy(model, test_set)
     meta = {
         "classes": list(SOURCE_CLASSES),
         "widths": list(RECIPE["widths"]),

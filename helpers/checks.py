@@ -265,10 +265,15 @@ def traced_calls(model: nn.Module, x: torch.Tensor, train: bool = False) -> list
     was_training = model.training
     model.train(train)
     try:
-        with torch.no_grad(), _CallRecorder() as recorder:
-            model(x)
+        return _record_calls(model, x)
     finally:
         model.train(was_training)
+
+
+def _record_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple, dict]]:
+    """The calls of one forward pass, in the model's current mode (no copy, no mode change)."""
+    with torch.no_grad(), _CallRecorder() as recorder:
+        model(x)
     return recorder.calls
 
 
@@ -293,8 +298,8 @@ def check_dropout(model: nn.Module, x: torch.Tensor, p: float | None = None, nam
                   hint: str | None = None) -> None:
     """``model`` applies dropout (``nn.Dropout`` or ``F.dropout``; with rate ``p`` if given) that
     is active in training mode and off in evaluation mode. Works on a copy of ``model``."""
-    model = copy.deepcopy(model)
-    rates = [_dropout_rate(args, kwargs) for fname, args, kwargs in traced_calls(model, x, train=True)
+    model = copy.deepcopy(model).train()
+    rates = [_dropout_rate(args, kwargs) for fname, args, kwargs in _record_calls(model, x)
              if fname in {"dropout", "dropout_", "dropout1d", "dropout2d", "feature_dropout"}]
     if not rates:
         _fail(f"{name} applies no dropout in its forward pass.", hint)

@@ -376,18 +376,12 @@ def test_shipped_backbone_reaches_documented_accuracy(monkeypatch):
     """On the source classes' 5,000 test images the shipped weights score what the model card
     says (measured on the course's JPEG copy; the official PNG/pickle version may differ by a
     fraction of a point, hence the tolerance)."""
-    from torch.utils.data import DataLoader
-
+    from helpers.checks import recompute_accuracy
     from helpers.models import SOURCE_CLASSES, load_pretrained_backbone, pretrained_info, pretrained_transform
 
     monkeypatch.undo()
     test = load_cifar10(train=False, classes=list(SOURCE_CLASSES), transform=pretrained_transform(), download=False)
-    model = load_pretrained_backbone()
-    correct = 0
-    with torch.inference_mode():
-        for x, y in DataLoader(test, batch_size=1000):
-            correct += (model(x).argmax(1) == y).sum().item()
-    accuracy = 100 * correct / len(test)
+    accuracy = recompute_accuracy(load_pretrained_backbone(), test, batch_size=1000)
     assert len(test) == 5000
     assert abs(accuracy - pretrained_info()["source_test_accuracy"]) <= 1.0, accuracy
 
