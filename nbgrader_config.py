@@ -58,3 +58,12 @@ c.GenerateSolution.preprocessors = [
 # Grades export: CSV at the course root.
 c.ExportApp.plugin_class = "nbgrader.plugins.export.CsvExportPlugin"
 c.CsvExportPlugin.to = "grades.csv"
+
+# Kernels run on the grading machine itself. ipykernel >= 7.3 warns on every start that its TCP
+# sockets are unencrypted unless the kernel manager provisions CurveZMQ keys; "auto" does that
+# when the kernel supports it (older jupyter_client has no such option, so it is only set where
+# it exists).
+from jupyter_client.manager import KernelManager  # noqa: E402
+
+if "transport_encryption" in KernelManager.class_trait_names():
+    c.KernelManager.transport_encryption = "auto"

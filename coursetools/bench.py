@@ -67,7 +67,7 @@ def run_lab(course: Path, lab: str, spec: dict, timeout: int = 1200) -> BenchRes
         workdir = Path(tmp) / lab
         shutil.copytree(course / "source" / lab, workdir,
                         ignore=shutil.ignore_patterns("models", "data", ".ipynb_checkpoints"))
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=notebooks.kernel_config(),
                                 resources={"metadata": {"path": str(workdir)}})
         start = time.perf_counter()
         try:

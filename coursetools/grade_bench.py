@@ -55,7 +55,7 @@ def plain_seconds(course: Path, lab: str, student: str, repeats: int = 3) -> flo
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                           resources={"metadata": {"path": tmp}}).execute()
+                           config=notebooks.kernel_config(), resources={"metadata": {"path": tmp}}).execute()
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 

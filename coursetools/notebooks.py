@@ -9,6 +9,19 @@ import nbformat
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f UTC"
 
 
+def kernel_config():
+    """traitlets config for running notebooks with nbclient as nbgrader runs them here (see
+    ``nbgrader_config.py``): CurveZMQ-encrypted kernel sockets where jupyter_client supports
+    it, which also keeps ipykernel's "running over TCP without encryption" warning away."""
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    config = Config()
+    if "transport_encryption" in KernelManager.class_trait_names():
+        config.KernelManager.transport_encryption = "auto"
+    return config
+
+
 def read(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(str(path), as_version=4)
 

@@ -49,8 +49,13 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
 
 
-def pretrain(seed: int = 0, epochs: int = RECIPE["epochs"], log=print) -> tuple[CifarCNN, dict]:
+def pretrain(seed: int = 0, epochs: int = RECIPE["epochs"], log=print,
+             recipe: dict | None = None) -> tuple[CifarCNN, dict]:
+    """Train the backbone with ``recipe`` (default: the shipped ``RECIPE``; pass a modified copy
+    for experiments) and return it with the metadata saved beside its weights."""
     from torchvision.transforms import v2
+
+    recipe = dict(RECIPE if recipe is None else recipe)
 
     set_seed(seed)
     train_raw = load_cifar10(train=True, classes=list(SOURCE_CLASSES))
@@ -60,15 +65,15 @@ def pretrain(seed: int = 0, epochs: int = RECIPE["epochs"], log=print) -> tuple[
                                       v2.RandomHorizontalFlip(), *normalize])
     test_set = load_cifar10(train=False, classes=list(SOURCE_CLASSES), transform=v2.Compose(normalize))
 
-    model = CifarCNN(num_classes=len(SOURCE_CLASSES), widths=RECIPE["widths"], dropout=RECIPE["dropout"],
-                     convs_per_block=RECIPE["convs_per_block"])
-    loader = DataLoader(train_raw, batch_size=RECIPE["batch_size"], shuffle=True,
+    model = CifarCNN(num_classes=len(SOURCE_CLASSES), widths=recipe["widths"], dropout=recipe["dropout"],
+                     convs_per_block=recipe["convs_per_block"])
+    loader = DataLoader(train_raw, batch_size=recipe["batch_size"], shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.SGD(model.parameters(), lr=RECIPE["max_lr"], momentum=RECIPE["momentum"],
-                                nesterov=True, weight_decay=RECIPE["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=RECIPE["max_lr"],
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe["max_lr"], momentum=recipe["momentum"],
+                                nesterov=True, weight_decay=recipe["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["max_lr"],
                                                     total_steps=epochs * len(loader))
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
     start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
@@ -85,15 +90,15 @@ def pretrain(seed: int = 0, epochs: int = RECIPE["epochs"], log=print) -> tuple[
     accuracy = recompute_accuracy(model, test_set)
     meta = {
         "classes": list(SOURCE_CLASSES),
-        "widths": list(RECIPE["widths"]),
-        "convs_per_block": RECIPE["convs_per_block"],
-        "dropout": RECIPE["dropout"],
+        "widths": list(recipe["widths"]),
+        "convs_per_block": recipe["convs_per_block"],
+        "dropout": recipe["dropout"],
         "mean": [round(m, 4) for m in mean],
         "std": [round(s, 4) for s in std],
         "source_test_accuracy": round(accuracy, 2),
         "seed": seed,
         "epochs": epochs,
-        "recipe": json.dumps({k: v for k, v in RECIPE.items() if k != "epochs"}),
+        "recipe": json.dumps({k: v for k, v in recipe.items() if k != "epochs"}),
         "train_images": len(train_raw),
         "torch": str(torch.__version__),
     }
@@ -117,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                              "results are bit-for-bit repeatable only with the same thread count)")
     parser.add_argument("--out", type=Path, default=PRETRAINED_FILE, help=f"default: {PRETRAINED_FILE}")
     args = parser.parse_args(argv)
-    RECIPE["convs_per_block"] = args.convs_per_block
     torch.set_num_threads(args.threads)
-    model, meta = pretrain(args.seed, args.epochs)
+    model, meta = pretrain(args.seed, args.epochs, recipe={**RECIPE, "convs_per_block": args.convs_per_block})
     save(model, meta, args.out)
     print(f"source-class test accuracy {meta['source_test_accuracy']:.2f} %; saved {args.out} "
           f"({args.out.stat().st_size / 1e6:.2f} MB)")

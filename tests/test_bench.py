@@ -32,3 +32,30 @@ def test_every_lab_has_a_complete_benchmark_entry(lab):
         assert key in spec, f"{lab}: benchmarks.toml lacks {key!r}"
     assert spec["budget_seconds"] <= 180
     assert set(bench.load_specs()) <= set(layout.labs(layout.REPO_ROOT)), "entry for a lab that does not exist"
+
+
+def test_kernels_started_for_benchmarks_print_no_transport_warning(capfd):
+    """ipykernel >= 7.3 prints "Kernel is running over TCP without encryption" on the kernel's
+    stderr unless the kernel manager provisions CurveZMQ keys. `course bench` and the grading
+    benchmark start kernels with `notebooks.kernel_config()` (as nbgrader_config.py does for
+    nbgrader) so their output stays readable."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from coursetools import notebooks
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    NotebookClient(nb, timeout=60, kernel_name="python3", config=notebooks.kernel_config()).execute()
+    assert nb.cells[0].outputs[0]["text"] == "42\n"
+    assert "without encryption" not in capfd.readouterr().err
+
+
+def test_nbgrader_config_asks_for_the_same_kernel_transport():
+    from traitlets.config import Config, PyFileConfigLoader
+
+    from coursetools import notebooks
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(layout.REPO_ROOT)).load_config()
+    expected = notebooks.kernel_config()
+    assert config.KernelManager == expected.KernelManager, (config.KernelManager, expected.KernelManager)
+    assert isinstance(config, Config)

@@ -402,3 +402,18 @@ def test_pretrain_script_is_seeded_and_writes_a_loadable_backbone(tmp_path):
     assert info["train_images"] == 4 * len(SOURCE_CLASSES)  # the five target classes are never read
     a, b = load_pretrained_backbone(first).state_dict(), load_pretrained_backbone(second).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pretrain_experiment_options_leave_the_shipped_recipe_alone(tmp_path):
+    """`--convs-per-block` is for experiments: the backbone it writes records the value, and the
+    module's RECIPE (what the next run, or the model card, calls "the recipe") is unchanged."""
+    from coursetools import pretrain_backbone
+    from helpers.models import load_pretrained_backbone, pretrained_info
+
+    write_folder_layout(tmp_path / "data")
+    before = dict(pretrain_backbone.RECIPE)
+    out = tmp_path / "deeper.pt"
+    assert pretrain_backbone.main(["--epochs", "1", "--convs-per-block", "2", "--out", str(out)]) == 0
+    assert pretrain_backbone.RECIPE == before
+    assert pretrained_info(out)["convs_per_block"] == 2
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in load_pretrained_backbone(out).modules()) == 6
