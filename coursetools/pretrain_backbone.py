@@ -55,8 +55,7 @@ def pretrain(seed: int = 0, epochs: int = RECIPE["epochs"], log=print,
     for experiments) and return it with the metadata saved beside its weights."""
     from torchvision.transforms import v2
 
-    recipe = dict(RECIPE if recipe is None else recipe)
-
+    recipe = RECIPE if recipe is None else recipe
     set_seed(seed)
     train_raw = load_cifar10(train=True, classes=list(SOURCE_CLASSES))
     mean, std = channel_stats(train_raw.images)

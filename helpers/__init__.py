@@ -4,13 +4,14 @@ Import what a lab needs, e.g. ``from helpers import accuracy_fn, plot_decision_b
 The ``helpers.checks`` module holds the assertions the labs' test cells use.
 """
 from helpers.metrics import accuracy_fn
-from helpers.plotting import plot_decision_boundary, plot_loss_curves, plot_predictions
+from helpers.plotting import plot_decision_boundary, plot_image_grid, plot_loss_curves, plot_predictions
 from helpers.reproducibility import get_device, set_seed
 
 __all__ = [
     "accuracy_fn",
     "get_device",
     "plot_decision_boundary",
+    "plot_image_grid",
     "plot_loss_curves",
     "plot_predictions",
     "set_seed",

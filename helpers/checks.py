@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from helpers.model_utils import model_device, temporary_mode
+
 __all__ = [
     "CheckFailed",
     "check_type",
@@ -198,18 +200,13 @@ def _affine_gap(model: nn.Module, n_features: int, n_points: int = 64, seed: int
     """Largest |f(a u + (1-a) v) - (a f(u) + (1-a) f(v))| over random points, relative to the
     output scale. Zero (up to rounding) exactly when ``model`` is affine on those points."""
     gen = torch.Generator().manual_seed(seed)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     u = (torch.randn(n_points, n_features, generator=gen) * 2).to(device)
     v = (torch.randn(n_points, n_features, generator=gen) * 2).to(device)
     a = torch.rand(n_points, 1, generator=gen).to(device) * 3 - 1  # also extrapolate
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            fu, fv = model(u).double(), model(v).double()
-            fm = model(a * u + (1 - a) * v).double()
-    finally:
-        model.train(was_training)
+    with temporary_mode(model), torch.inference_mode():
+        fu, fv = model(u).double(), model(v).double()
+        fm = model(a * u + (1 - a) * v).double()
     a = a.double()
     gap = (fm - (a * fu + (1 - a) * fv)).abs().max().item()
     scale = max(fu.abs().max().item(), fv.abs().max().item(), 1.0)
@@ -261,13 +258,9 @@ def traced_calls(model: nn.Module, x: torch.Tensor, train: bool = False) -> list
     Runs without gradients and restores the model's mode; in training mode it runs a copy, so
     batch-norm statistics of ``model`` stay as they were."""
     if train:
-        model = copy.deepcopy(model)
-    was_training = model.training
-    model.train(train)
-    try:
+        return _record_calls(copy.deepcopy(model).train(), x)
+    with temporary_mode(model):
         return _record_calls(model, x)
-    finally:
-        model.train(was_training)
 
 
 def _record_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple, dict]]:
@@ -324,17 +317,12 @@ def recompute_accuracy(model: nn.Module, dataset, device=None, batch_size: int =
     trusting a printed number. The model's mode is restored afterwards."""
     from torch.utils.data import DataLoader
 
-    device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
+    device = device or model_device(model)
     correct = seen = 0
-    try:
-        with torch.inference_mode():
-            for x, y in DataLoader(dataset, batch_size=batch_size):
-                correct += (model(x.to(device)).argmax(dim=1).cpu() == y.cpu()).sum().item()
-                seen += len(y)
-    finally:
-        model.train(was_training)
+    with temporary_mode(model), torch.inference_mode():
+        for x, y in DataLoader(dataset, batch_size=batch_size):
+            correct += (model(x.to(device)).argmax(dim=1).cpu() == y.cpu()).sum().item()
+            seen += len(y)
     if not seen:
         raise ValueError("recompute_accuracy: the dataset is empty.")
     return 100 * correct / seen
@@ -369,14 +357,8 @@ def check_same_outputs(model_a: nn.Module, model_b: nn.Module, X: torch.Tensor,
               "nothing.", hint or "create a new instance and load the saved state_dict into it.")
     outs = []
     for model in (model_a, model_b):
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode():
-                outs.append(model(X.to(device)).cpu())
-        finally:
-            model.train(was_training)
+        with temporary_mode(model), torch.inference_mode():
+            outs.append(model(X.to(model_device(model))).cpu())
     if outs[0].shape != outs[1].shape or not torch.equal(outs[0], outs[1]):
         _fail(f"{name} gives different outputs from the original model.",
               hint or "load the saved state_dict into the new model with load_state_dict().")

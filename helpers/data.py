@@ -68,7 +68,6 @@ __all__ = [
     "course_data_dir",
     "find_cifar10",
     "load_cifar10",
-    "plot_image_grid",
 ]
 
 #: The official class order: label ``i`` is ``CIFAR10_CLASSES[i]``.
@@ -90,22 +89,24 @@ class CIFAR10NotFoundError(FileNotFoundError):
 
 
 # --------------------------------------------------------------------------- locations
+def _user_dir(env: str, xdg_env: str, *default: str) -> Path:
+    """``$env`` when set, else ``<$xdg_env or ~/<default>>/pytorch-classification-course``."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    base = os.environ.get(xdg_env) or Path.home().joinpath(*default)
+    return Path(base).expanduser() / _APP
+
+
 def course_data_dir() -> Path:
     """The course data directory: ``$COURSE_DATA_DIR``, else
     ``~/.local/share/pytorch-classification-course`` (under ``$XDG_DATA_HOME`` if set)."""
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base).expanduser() / _APP
+    return _user_dir(DATA_DIR_ENV, "XDG_DATA_HOME", ".local", "share")
 
 
 def course_cache_dir() -> Path:
     """Where decoded tensors are cached: ``$COURSE_CACHE_DIR``, else
     ``~/.cache/pytorch-classification-course`` (under ``$XDG_CACHE_HOME`` if set)."""
-    if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / _APP
+    return _user_dir(CACHE_DIR_ENV, "XDG_CACHE_HOME", ".cache")
 
 
 def _is_pickle_dir(path: Path) -> bool:
@@ -457,52 +458,3 @@ def load_cifar10(train: bool = True, transform: Callable | None = None, *,
     if n_per_class is not None:
         dataset = dataset.subset(dataset.balanced_indices(n_per_class, seed))
     return dataset
-
-
-# --------------------------------------------------------------------------- plotting
-def plot_image_grid(images, labels=None, class_names: Sequence[str] = CIFAR10_CLASSES, *,
-                    predictions=None, mean=None, std=None, ncols: int = 8,
-                    title: str | None = None, size: float = 1.4):
-    """Show images in a grid with their class names; returns the matplotlib Figure.
-
-    - ``images``: ``(N, 3, H, W)`` tensor, uint8 (0-255) or float. Give ``mean`` and ``std``
-      (per channel) when the images were normalized, to undo it for display.
-    - ``labels``: true labels (titles); with ``predictions`` each title reads
-      ``predicted (true)``, green when right and red when wrong.
-    """
-    import matplotlib.pyplot as plt
-
-    images = torch.as_tensor(images).detach().cpu()
-    if images.ndim == 3:
-        images = images.unsqueeze(0)
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        shown = images.float() / 255
-    else:
-        shown = images.float()
-        if mean is not None and std is not None:
-            shown = shown * torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1) \
-                + torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    shown = shown.clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    n = len(shown)
-    ncols = max(1, min(ncols, n))
-    nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(shown[i].squeeze(-1) if shown.shape[-1] == 1 else shown[i], cmap="gray" if shown.shape[-1] == 1 else None)
-        if labels is None:
-            continue
-        true = class_names[int(labels[i])]
-        if predictions is None:
-            ax.set_title(true, fontsize=8)
-        else:
-            pred = class_names[int(predictions[i])]
-            ax.set_title(f"{pred}\n({true})", fontsize=8, color="green" if pred == true else "red")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig

@@ -1,4 +1,5 @@
-"""Plots the labs use: decision boundaries, regression predictions, loss/accuracy curves."""
+"""Plots the labs use: decision boundaries, regression predictions, loss/accuracy curves,
+image grids with class names."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -8,6 +9,9 @@ import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
 from torch import nn
+
+from helpers.data import CIFAR10_CLASSES
+from helpers.model_utils import model_device, temporary_mode
 
 # Okabe-Ito colours: distinguishable for the common forms of colour blindness.
 CLASS_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
@@ -20,12 +24,6 @@ def _to_numpy(values, name: str) -> np.ndarray:
     if isinstance(values, (np.ndarray, list, tuple)):
         return np.asarray(values)
     raise TypeError(f"{name} must be a tensor, NumPy array or list, got {type(values).__name__}")
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def plot_decision_boundary(model: nn.Module, X, y, ax=None, *, outputs: str = "logits",
@@ -58,13 +56,8 @@ def plot_decision_boundary(model: nn.Module, X, y, ax=None, *, outputs: str = "l
                          np.linspace(y_min, y_max, resolution))
     grid = torch.from_numpy(np.column_stack([xx.ravel(), yy.ravel()]).astype(np.float32))
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            scores = model(grid.to(_model_device(model))).cpu()
-    finally:
-        model.train(was_training)
+    with temporary_mode(model), torch.inference_mode():
+        scores = model(grid.to(model_device(model))).cpu()
 
     if scores.ndim == 1 or scores.shape[-1] == 1:
         scores = scores.reshape(-1)
@@ -158,5 +151,51 @@ def plot_loss_curves(history: Mapping[str, Sequence[float]], epochs: Sequence[in
         panel.set_xlabel("epoch")
         panel.set_ylabel(ylabel)
         panel.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_grid(images, labels=None, class_names: Sequence[str] = CIFAR10_CLASSES, *,
+                    predictions=None, mean=None, std=None, ncols: int = 8,
+                    title: str | None = None, size: float = 1.4):
+    """Show images in a grid with their class names; returns the matplotlib Figure.
+
+    - ``images``: ``(N, 3, H, W)`` tensor, uint8 (0-255) or float. Give ``mean`` and ``std``
+      (per channel) when the images were normalized, to undo it for display.
+    - ``labels``: true labels (titles); with ``predictions`` each title reads
+      ``predicted (true)``, green when right and red when wrong.
+    """
+    images = torch.as_tensor(images).detach().cpu()
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        shown = images.float() / 255
+    else:
+        shown = images.float()
+        if mean is not None and std is not None:
+            shown = shown * torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1) \
+                + torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    shown = shown.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    n = len(shown)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(shown[i].squeeze(-1) if shown.shape[-1] == 1 else shown[i], cmap="gray" if shown.shape[-1] == 1 else None)
+        if labels is None:
+            continue
+        true = class_names[int(labels[i])]
+        if predictions is None:
+            ax.set_title(true, fontsize=8)
+        else:
+            pred = class_names[int(predictions[i])]
+            ax.set_title(f"{pred}\n({true})", fontsize=8, color="green" if pred == true else "red")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -201,3 +201,18 @@ def test_recompute_accuracy_matches_torchmetrics_and_restores_mode():
     with torch.no_grad():
         expected = MulticlassAccuracy(num_classes=4, average="micro")(model(x), y).item() * 100
     assert abs(got - expected) < 1e-4
+
+
+def test_temporary_mode_restores_the_mode_even_on_error():
+    from helpers.model_utils import model_device, temporary_mode
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout())
+    with temporary_mode(model):
+        assert not model.training and not model[1].training
+    assert model.training
+    model.eval()
+    with pytest.raises(RuntimeError), temporary_mode(model, train=True):
+        assert model.training
+        raise RuntimeError("boom")
+    assert not model.training
+    assert model_device(model) == torch.device("cpu") and model_device(nn.ReLU()) == torch.device("cpu")

@@ -10,7 +10,7 @@ import torch
 
 from helpers import data
 from helpers.data import (CIFAR10_CLASSES, CIFAR10NotFoundError, ImageTensorDataset, cifar10_available,
-                          course_cache_dir, course_data_dir, find_cifar10, load_cifar10, plot_image_grid)
+                          course_cache_dir, course_data_dir, find_cifar10, load_cifar10)
 
 # The tests write their tiny images with torchvision.io, which warns that TorchCodec supersedes it.
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
@@ -308,18 +308,6 @@ def test_image_tensor_dataset_validates_inputs():
         ImageTensorDataset(torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.int64), ["a"])
     with pytest.raises(ValueError, match="targets"):
         ImageTensorDataset(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), ["a"])
-
-
-def test_plot_image_grid_titles(tmp_path):
-    write_pickle_layout(tmp_path / "data")
-    ds = load_cifar10(train=False, download=False)
-    fig = plot_image_grid(ds.images[:6], ds.targets[:6], ncols=4)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == [CIFAR10_CLASSES[int(t)] for t in ds.targets[:6]]
-    normalized = (ds.images[:3].float() / 255 - 0.5) / 0.25
-    fig = plot_image_grid(normalized, ds.targets[:3], predictions=[0, 5, 9], mean=[0.5] * 3, std=[0.25] * 3)
-    colours = [ax.title.get_color() for ax in fig.axes if ax.get_title()]
-    assert len(colours) == 3 and "green" in colours and "red" in colours
 
 
 # ----------------------------------------------------------------------------- the real copy

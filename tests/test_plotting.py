@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import plot_decision_boundary, plot_loss_curves, plot_predictions
+from helpers import plot_decision_boundary, plot_image_grid, plot_loss_curves, plot_predictions
+from helpers.data import CIFAR10_CLASSES
 
 
 class Recorder(nn.Module):
@@ -153,3 +154,16 @@ def test_plot_loss_curves_with_and_without_accuracy():
 def test_plot_loss_curves_rejects_bad_history(history, match):
     with pytest.raises((ValueError, TypeError), match=match):
         plot_loss_curves(history)
+
+
+def test_plot_image_grid_titles():
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 5, 9, 3, 3, 1])
+    fig = plot_image_grid(images, labels, ncols=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [CIFAR10_CLASSES[int(t)] for t in labels]
+    normalized = (images[:3].float() / 255 - 0.5) / 0.25
+    fig = plot_image_grid(normalized, labels[:3], predictions=[0, 5, 8], mean=[0.5] * 3, std=[0.25] * 3)
+    colours = [ax.title.get_color() for ax in fig.axes if ax.get_title()]
+    assert len(colours) == 3 and "green" in colours and "red" in colours
+    plt.close("all")
