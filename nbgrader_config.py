@@ -55,8 +55,10 @@ c.GenerateSolution.preprocessors = [
     ClearMarkScheme,
 ]
 
-# Grades export: CSV at the course root.
-c.ExportApp.plugin_class = "nbgrader.plugins.export.CsvExportPlugin"
+# Grades export: CSV at the course root, with each submission's grading status (graded, needs
+# review, failed), written only when the gradebook still matches the grading ledger (see
+# coursetools/grading/export.py; instructor tooling, never loaded by students' Validate).
+c.ExportApp.plugin_class = "coursetools.grading.export.CourseCsvExport"
 c.CsvExportPlugin.to = "grades.csv"
 
 # Kernels run on the grading machine itself. ipykernel >= 7.3 warns on every start that its TCP

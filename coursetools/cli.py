@@ -72,25 +72,59 @@ def cmd_demo(args) -> int:
 
 def cmd_grade(args) -> int:
     from coursetools import grading, nbgrader_ops
+    from coursetools.grading.export import GradebookMismatch
 
     course = layout.course_root(args.dir)
     lab = layout.select_labs(course, [args.lab])[0]
     limits = grading.Limits(time_limit=args.time_limit, memory_gb=args.memory_gb, threads=args.threads,
-                            isolate_network=not args.allow_network)
+                            isolate_network=not args.allow_network, disk_mb=args.disk_mb,
+                            sandbox=not args.no_sandbox)
     workers = args.workers or grading.default_workers(limits)
     students = [s for s in args.students.split(",") if s] if args.students else None
+    _, how = grading.containment(limits)
     print(f"grading {lab} with {workers} worker(s), {limits.threads} thread(s) per kernel, "
-          f"{limits.time_limit:g} s and {limits.memory_gb:g} GB per submission, network "
-          f"{'isolated' if limits.isolate_network and grading.network_isolation_available() else 'not isolated'}",
-          flush=True)
+          f"{limits.time_limit:g} s and {limits.memory_gb:g} GB per submission; kernels: {how}", flush=True)
     start = time.perf_counter()
-    results = grading.grade_lab(course, lab, students, workers, limits, force=args.force)
+    try:
+        results = grading.grade_lab(course, lab, students, workers, limits, force=args.force)
+    except GradebookMismatch as problem:
+        print(f"refused: {problem}")
+        return 2
     elapsed = time.perf_counter() - start
     print()
     print(grading.format_results(results))
     nbgrader_ops.run(course, "export")
     failed = sum(r.status == grading.FAILED for r in results)
-    print(f"\n{len(results)} submission(s), {failed} failed, {elapsed:.0f} s; grades CSV: {course / 'grades.csv'}")
+    review = sum(r.status == grading.REVIEW for r in results)
+    print(f"\n{len(results)} submission(s), {failed} failed, {review} need review"
+          f"{' (course review ' + lab + ')' if review else ''}, {elapsed:.0f} s; grades CSV: {course / 'grades.csv'}")
+    return 0
+
+
+def cmd_review(args) -> int:
+    from coursetools.grading import review
+
+    course = layout.course_root(args.dir)
+    lab = layout.select_labs(course, [args.lab])[0]
+    for student, decision in [(s, "accepted") for s in args.accept] + [(s, "zeroed") for s in args.zero]:
+        result = review.decide(course, lab, student, decision)
+        print(f"{student}: {decision} ({result.score:g}/{result.max_score:g})")
+    print(review.format_flagged(review.flagged(course, lab)))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from coursetools import nbgrader_ops
+    from coursetools.grading.export import GradebookMismatch, check_gradebook
+
+    course = layout.course_root(args.dir)
+    try:
+        check_gradebook(course, layout.labs(course))
+    except GradebookMismatch as problem:
+        print(f"refused: {problem}")
+        return 2
+    nbgrader_ops.run(course, "export")
+    print(f"grades CSV: {course / 'grades.csv'}")
     return 0
 
 
@@ -119,7 +153,7 @@ def cmd_bench_grading(args) -> int:
     course = layout.course_root(args.dir)
     lab = layout.select_labs(course, [args.lab])[0]
     counts = tuple(int(w) for w in args.workers.split(","))
-    report = grade_bench.run(lab, args.n, counts, args.threads)
+    report = grade_bench.run(lab, args.n, counts, args.threads, sandbox_overhead=args.sandbox_overhead)
     print()
     print(f"{report['submissions']} submissions of {lab}, {report['threads_per_kernel']} thread(s) per kernel")
     for run in report["runs"]:
@@ -127,6 +161,9 @@ def cmd_bench_grading(args) -> int:
                  if "overhead_per_submission" in run else "")
         print(f"  {run['workers']} worker(s): {run['seconds']:.0f} s, {run['per_minute']} submissions/min, "
               f"speed-up x{run['speedup']}{extra}")
+    if "sandbox_overhead_per_submission" in report:
+        print(f"  sandbox overhead: {report['sandbox_overhead_per_submission']:.2f} s/submission "
+              f"(1 worker without it: {report['unsandboxed_seconds']:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
@@ -149,6 +186,46 @@ def cmd_fidelity(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(summaries, indent=2) + "\n")
     return 1 if any(s["disagreements"] for s in summaries) else 0
+
+
+def _iso_date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def cmd_report(args) -> int:
+    from coursetools import report
+
+    course = layout.course_root(args.dir)
+    labs = layout.select_labs(course, args.labs)
+    if args.bench:
+        from coursetools.report import bench
+
+        result = bench.run(labs[0], args.bench)
+        print(f"{result['submissions']} synthetic graded submissions of {result['lab']} "
+              f"({result['notebooks_mb']} MB of autograded notebooks): `course report` took "
+              f"{', '.join(f'{t:.1f}' for t in result['report_seconds'])} s wall, "
+              f"{', '.join(f'{t:.1f}' for t in result['report_cpu_seconds'])} s CPU, imports included "
+              f"(reading {result['parts']['read']:.1f} s + writing {result['parts']['write']:.1f} s once imported)")
+        return 0
+    students = [s for s in args.students.split(",") if s] if args.students else None
+    out = Path(args.out).resolve() if args.out else course / "reports"
+    reports = report.write_reports(course, labs, out, students, args.since, skip_empty=not args.labs)
+    for r in reports:
+        s = r.summary
+        print(f"{r.lab}: {s['submitted']}/{s['roster']} submitted, {s['graded']} graded, {s['failed']} failed, "
+              f"{s['needs_review']} need review, {s['late']} late  ->  {r.files['html']}")
+        if s["unknown_students"]:
+            print(f"    not found in {r.lab}: {', '.join(s['unknown_students'])}")
+    if len(labs) > 1:
+        print(f"index: {out / 'index.html'}")
+    if not reports:
+        print("no submissions yet")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +265,26 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds for a whole notebook before it is stopped (default 1800)")
     p.add_argument("--memory-gb", type=float, default=6.0, help="memory per submission (default 6)")
     p.add_argument("--allow-network", action="store_true", help="do not isolate kernels from the network")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without the sandbox (trusted submissions only; said in the header and ledger)")
+    p.add_argument("--disk-mb", type=int, default=512,
+                   help="private disk (tmpfs) for a kernel's working directory and HOME (default 512)")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("review", help="list submissions flagged by the code policy or the kernel guard; "
+                                      "accept or zero them")
+    p.add_argument("lab", help="lab id or prefix")
+    p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
+    p.add_argument("--accept", action="append", default=[], metavar="STUDENT",
+                   help="keep the autograder's score (repeatable)")
+    p.add_argument("--zero", action="append", default=[], metavar="STUDENT",
+                   help="set the submission's score to 0 (repeatable)")
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("export", help="grades.csv with each submission's status, after checking the "
+                                      "gradebook against the grading ledger")
+    p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="run each lab's reference top-to-bottom: wall time vs budget, "
                                      "key metric vs hidden threshold")
@@ -204,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", type=int, default=60, help="submissions (default 60)")
     p.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     p.add_argument("--threads", type=int, default=1, help="threads per kernel (default 1)")
+    p.add_argument("--sandbox-overhead", action="store_true",
+                   help="also grade the class once without the sandbox and report its cost per submission")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=cmd_bench_grading)
 
@@ -214,6 +312,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.add_argument("--workers", type=int, default=2, help="cases graded in parallel (default 2)")
     p.set_defaults(func=cmd_fidelity)
+
+    p = sub.add_parser("report", help="class report of graded labs: scores, completion, lateness, "
+                                      "per-exercise outcomes and failure reasons, item analysis (HTML, CSV, JSON)")
+    _labs_arg(p)
+    p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
+    p.add_argument("--out", help="write the report here (default: reports/ in the course directory)")
+    p.add_argument("--students", help="comma-separated student ids (default: everyone)")
+    p.add_argument("--since", type=_iso_date, metavar="YYYY-MM-DD",
+                   help="only submissions made on or after this date (UTC)")
+    p.add_argument("--bench", type=int, metavar="N",
+                   help="instead: time the report on a synthetic graded class of N submissions of the lab")
+    p.set_defaults(func=cmd_report)
 
     args = parser.parse_args(argv)
     try:

@@ -93,7 +93,7 @@ def format_table(results: list[grading.Result]) -> str:
             r = by_key.get((student, lab))
             if r is None:
                 line.append("-")
-            elif r.status != grading.GRADED:
+            elif r.status == grading.FAILED:
                 line.append("FAILED")
             else:
                 line.append(f"{r.score:g}/{r.max_score:g}")
@@ -102,7 +102,7 @@ def format_table(results: list[grading.Result]) -> str:
         lines.append(line)
     text = [_format(header, lines[1:])]
     remarks = [f"  {r.student} / {r.lab}: {r.status_text}" for r in results
-               if r.status != grading.GRADED or r.notes]
+               if r.status != grading.GRADED or r.notes or r.review]
     if remarks:
         text += ["", "status:"] + remarks
     return "\n".join(text)

@@ -188,11 +188,13 @@ def run_lab(lab: str, cases: list[Case] | None = None, course: Path = layout.REP
     outcomes = []
     for case in cases:
         result = results[case.student]
-        if result.status != grading.GRADED:
+        if result.status == grading.FAILED:
             outcomes.append(Outcome(case, {}, [f"was not graded: {result.reason}"]))
             continue
         cells = {name: (score, max_score) for name, (score, max_score) in result.cells.items()}
-        outcomes.append(Outcome(case, cells, judge(case, cells)))
+        # Fidelity cases are honest work: a code-policy or guard finding is a false positive.
+        flagged = [f"flagged for review: {finding}" for finding in result.review]
+        outcomes.append(Outcome(case, cells, flagged + judge(case, cells)))
     return outcomes, scratch
 
 

@@ -60,7 +60,8 @@ def plain_seconds(course: Path, lab: str, student: str, repeats: int = 3) -> flo
     return statistics.median(times)
 
 
-def run(lab: str, n: int = 60, worker_counts: tuple[int, ...] = (1, 2), threads: int = 1, log=print) -> dict:
+def run(lab: str, n: int = 60, worker_counts: tuple[int, ...] = (1, 2), threads: int = 1, log=print,
+        sandbox_overhead: bool = False) -> dict:
     report = {"lab": lab, "submissions": n, "threads_per_kernel": threads, "runs": []}
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         probe = Path(tmp) / "probe"
@@ -90,6 +91,19 @@ def run(lab: str, n: int = 60, worker_counts: tuple[int, ...] = (1, 2), threads:
             report["runs"].append(run)
             log(f"{workers} worker(s): {seconds:.0f} s, {run['per_minute']} submissions/min, {statuses}")
             shutil.rmtree(course, ignore_errors=True)
+        if sandbox_overhead:
+            # The same class with one worker and no sandbox: what containment costs per submission.
+            course = Path(tmp) / "unsandboxed"
+            make_class(course, lab, n)
+            start = time.perf_counter()
+            grading.grade_lab(course, lab, workers=1, limits=grading.Limits(threads=threads, sandbox=False),
+                              progress=False)
+            bare = time.perf_counter() - start
+            with_sandbox = next((r["seconds"] for r in report["runs"] if r["workers"] == 1), None)
+            report["unsandboxed_seconds"] = round(bare, 1)
+            if with_sandbox is not None:
+                report["sandbox_overhead_per_submission"] = round((with_sandbox - bare) / n, 2)
+            log(f"1 worker without the sandbox: {bare:.0f} s")
     base = report["runs"][0]["seconds"]
     for run in report["runs"]:
         run["speedup"] = round(base / run["seconds"], 2)

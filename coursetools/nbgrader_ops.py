@@ -95,8 +95,9 @@ class LabScore:
     cells: dict[str, tuple[float, float]]  # grade id -> (score, max)
 
 
-def scores(course: Path, lab: str) -> list[LabScore]:
-    """Every graded submission of ``lab`` in the gradebook, with per-cell scores."""
+def scores(course: Path, lab: str, auto: bool = False) -> list[LabScore]:
+    """Every graded submission of ``lab`` in the gradebook, with per-cell scores (with
+    ``auto``, the autograder's scores, ignoring manual overrides)."""
     from nbgrader.api import Gradebook
 
     rows = []
@@ -106,7 +107,7 @@ def scores(course: Path, lab: str) -> list[LabScore]:
             cells = {}
             for nb in submission.notebooks:
                 for grade in nb.grades:
-                    cells[grade.name] = (grade.score, grade.max_score)
+                    cells[grade.name] = (grade.auto_score if auto else grade.score, grade.max_score)
             rows.append(LabScore(submission.student.id, lab, submission.score,
                                  assignment.max_score, cells))
     return sorted(rows, key=lambda r: r.student)

@@ -24,6 +24,25 @@ def _close_figures():
 
 
 
+def make_grading_course(path, lab: str):
+    """A scratch course holding ``lab`` (generated), for grading tests: (course, release, source)."""
+    from coursetools import build, nbgrader_ops, notebooks
+
+    build.scratch_course(ROOT, path)
+    nbgrader_ops.run(path, "generate_assignment", lab, "--force")
+    release = notebooks.read(layout.notebook(path, "release", lab))
+    source = notebooks.read(layout.notebook(path, "source", lab))
+    return path, release, source
+
+
+def gradebook_snapshot(course, lab: str) -> dict:
+    """Per student: (score, max score, sorted per-cell scores) as the gradebook holds them."""
+    from coursetools import nbgrader_ops
+
+    return {r.student: (r.score, r.max_score, tuple(sorted(r.cells.items())))
+            for r in nbgrader_ops.scores(course, lab)}
+
+
 def skip_if_data_missing(lab: str) -> None:
     """Labs that read a dataset from the course data directory (benchmarks.toml `needs_data`)
     are skipped, with the reason, where that dataset is absent. CI always has it."""

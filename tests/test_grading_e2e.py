@@ -15,19 +15,17 @@ import psutil
 import pytest
 
 from coursetools import build, grading, layout, nbgrader_ops, notebooks
-from conftest import ROOT
+from conftest import ROOT, make_grading_course
+from conftest import gradebook_snapshot as snapshot_of
 
-pytestmark = pytest.mark.e2e
+# One xdist worker runs this module: its module-scoped batch is graded once, not once per worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("grading-e2e")]
 LAB = layout.labs(ROOT)[0]
 LIMITS = grading.Limits(time_limit=90, memory_gb=4)
 
 
 def make_course(path: Path) -> tuple[Path, object, object]:
-    build.scratch_course(ROOT, path)
-    nbgrader_ops.run(path, "generate_assignment", LAB, "--force")
-    release = notebooks.read(layout.notebook(path, "release", LAB))
-    source = notebooks.read(layout.notebook(path, "source", LAB))
-    return path, release, source
+    return make_grading_course(path, LAB)
 
 
 def cell_index(nb, grade_id):
@@ -35,7 +33,7 @@ def cell_index(nb, grade_id):
 
 
 def gradebook_snapshot(course: Path) -> dict:
-    return {r.student: (r.score, r.max_score, tuple(sorted(r.cells.items()))) for r in nbgrader_ops.scores(course, LAB)}
+    return snapshot_of(course, LAB)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +78,13 @@ def batch(tmp_path_factory):
     put("exits", notebooks.fill_solutions(release, source, {"ex2_model": "import os\nos._exit(3)"}))
     put("loops", notebooks.fill_solutions(release, source, {"ex1_data": "while True:\n    pass"}))
     put("memory-hog", notebooks.fill_solutions(release, source, {"ex1_data": "hog = torch.ones(2**31)  # 8 GB"}))
+    flagged = nbformat.from_dict(reference)
+    i = cell_index(flagged, "ex1_data")
+    flagged.cells[i].source = "import sys  # no lab answer needs the interpreter\n" + flagged.cells[i].source
+    put("flagged", flagged)
+    warns = notebooks.fill_solutions(release, source, {"ex1_data": reference.cells[cell_index(reference, "ex1_data")].source
+                                                       + "\nimport warnings\nwarnings.warn('harmless')"})
+    put("warns", warns)
 
     start = time.perf_counter()
     results = {r.student: r for r in grading.grade_lab(course, LAB, workers=2, limits=LIMITS, progress=False)}
@@ -100,10 +105,12 @@ def test_every_status_is_right_and_the_batch_went_on(batch):
         "no-timestamp": (full, ["no timestamp.txt"]),
         "bad-timestamp": (full, ["malformed timestamp.txt"]),
         "memory-hog": (None, ["an allocation hit the memory limit"]),
+        "warns": (full, []),  # a warning on stderr costs nothing
     }
     for student, (score, notes) in expect_graded.items():
         r = results[student]
         assert r.status == grading.GRADED, f"{student}: {r.status_text}"
+        assert r.sandbox.startswith("sandboxed") or not os.environ.get("COURSE_REQUIRE_SANDBOX"), r.sandbox
         if score is not None:
             assert r.score == score, f"{student}: {r.score} != {score} ({r.cells})"
         for note in notes:
@@ -117,13 +124,16 @@ def test_every_status_is_right_and_the_batch_went_on(batch):
     for student, reason in expect_failed.items():
         r = results[student]
         assert r.status == grading.FAILED and r.reason.startswith(reason), f"{student}: {r.status_text}"
-    assert set(results) == set(expect_graded) | set(expect_failed)
+    flagged = results["flagged"]
+    assert flagged.status == grading.REVIEW and flagged.score == full, flagged.status_text
+    assert any("imports sys" in f and "ex1_data, line 1" in f for f in flagged.review), flagged.review
+    assert set(results) == set(expect_graded) | set(expect_failed) | {"flagged"}
 
 
 def test_merged_gradebook_matches_results_exactly(batch):
     course, results, _ = batch
     snapshot = gradebook_snapshot(course)
-    graded = {s for s, r in results.items() if r.status == grading.GRADED}
+    graded = {s for s, r in results.items() if r.status != grading.FAILED}
     assert set(snapshot) == graded, "a graded submission is missing from, or a failed one is in, the gradebook"
     for student in graded:
         score, max_score, cells = snapshot[student]
@@ -260,3 +270,97 @@ def test_postgresql_gradebook(tmp_path, postgres_url, monkeypatch):
     assert gradebook_snapshot(course) == before
     nbgrader_ops.run(course, "export")
     assert "ada" in (course / "grades.csv").read_text()
+
+
+def test_review_decision_stands_and_reaches_the_csv(batch):
+    course, results, _ = batch
+    cli = [sys.executable, "-m", "coursetools.cli"]
+    listing = subprocess.run(cli + ["review", LAB, "--dir", str(course)], capture_output=True, text=True, timeout=300)
+    assert "flagged" in listing.stdout and "awaiting a decision" in listing.stdout and "imports sys" in listing.stdout
+    subprocess.run(cli + ["review", LAB, "--dir", str(course), "--zero", "flagged"], check=True, capture_output=True,
+                   timeout=300)
+    subprocess.run(cli + ["export", "--dir", str(course)], check=True, capture_output=True, timeout=300)
+    row = next(line for line in (course / "grades.csv").read_text().splitlines() if ",flagged," in line)
+    assert row.endswith(",graded (zeroed)") and ",0.0," in row, row
+    [again] = grading.grade_lab(course, LAB, students=["flagged"], limits=LIMITS, force=True, progress=False)
+    assert again.decision == "zeroed" and again.status == grading.GRADED and again.score == 0
+
+
+def test_gradebook_changed_behind_the_graders_back_is_refused(batch):
+    from nbgrader.api import Gradebook
+
+    course, results, _ = batch
+    with Gradebook(nbgrader_ops.db_url(course), nbgrader_ops.course_id(course)) as gb:
+        grade = gb.find_grade("ex2_model_tests", LAB, LAB, "bad-timestamp")
+        grade.auto_score = 0.0
+        gb.db.commit()
+    proc = subprocess.run([sys.executable, "-m", "coursetools.cli", "export", "--dir", str(course)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "bad-timestamp:" in proc.stdout, proc.stdout + proc.stderr
+    with pytest.raises(Exception, match="no longer match"):
+        grading.grade_lab(course, LAB, students=["ok"], limits=LIMITS, progress=False)
+    grading.grade_lab(course, LAB, students=["bad-timestamp"], limits=LIMITS, force=True, progress=False)  # repair
+    subprocess.run([sys.executable, "-m", "coursetools.cli", "export", "--dir", str(course)], check=True,
+                   capture_output=True, timeout=300)
+
+
+def _processes_mentioning(text: str) -> list:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(text in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def _wait_for(predicate, seconds: float = 300):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.2)
+    return None
+
+
+def test_a_dead_worker_is_replaced_and_its_submission_requeued(tmp_path):
+    """Kill a pool worker while it grades: the pool is rebuilt, nothing is recorded as crashed."""
+    import threading
+
+    course, release, source = make_course(tmp_path)
+    for student in ("p1", "p2", "p3"):
+        notebooks.write_submission(course, student, LAB, notebooks.fill_solutions(release, source))
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(results=grading.grade_lab(
+        course, LAB, workers=2, limits=LIMITS, progress=False)))
+    thread.start()
+    def mine(p):
+        try:
+            return p.parent().parent().pid == os.getpid()
+        except (AttributeError, psutil.NoSuchProcess):
+            return False
+
+    grading_proc = _wait_for(lambda: [p for p in _processes_mentioning("autograde") if mine(p)])
+    assert grading_proc, "no nbgrader autograde process appeared"
+    worker = grading_proc[0].parent()
+    worker.kill()  # the pool worker itself dies (its nbgrader and sandbox die with it)
+    thread.join(600)
+    results = box["results"]
+    assert [r.status for r in results] == [grading.GRADED] * 3, [r.status_text for r in results]
+    assert all(r.score == r.max_score for r in results)
+
+
+def test_ctrl_c_leaves_no_scratch_and_no_processes(tmp_path):
+    course, release, source = make_course(tmp_path)
+    for student in ("c1", "c2"):
+        notebooks.write_submission(course, student, LAB, notebooks.fill_solutions(release, source))
+    proc = subprocess.Popen([sys.executable, "-m", "coursetools.cli", "grade", LAB, "--dir", str(course),
+                             "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _wait_for(lambda: [p for p in _processes_mentioning("ipykernel_launcher")
+                              if f"grade-{LAB}-{proc.pid}-" in " ".join(p.cmdline())]), "no kernel started"
+    proc.send_signal(signal.SIGINT)
+    proc.wait(120)
+    assert not list(Path(tempfile.gettempdir()).glob(f"grade-{LAB}-{proc.pid}-*")), "scratch course left behind"
+    assert _wait_for(lambda: not _processes_mentioning(f"grade-{LAB}-{proc.pid}-"), 60), "processes survived Ctrl-C"

@@ -5,6 +5,7 @@ import nbformat
 import pytest
 
 from coursetools import grading, layout, notebooks
+from coursetools.grading import ledger
 from coursetools.grading import Limits, Result, SubmissionProblem
 from conftest import ROOT
 
@@ -134,15 +135,33 @@ def test_scan_outputs_notes_timeouts_and_memory(tmp_path):
 def test_ledger_roundtrip_and_table(tmp_path):
     result = Result("bob", LAB, grading.GRADED, notes=["no timestamp.txt (lateness unknown)"], score=5, max_score=6,
                     cells={"a": [1, 1]}, digest="abc")
-    grading._atomic_write(grading.ledger_path(tmp_path, LAB, "bob"), json.dumps(grading.asdict(result)))
+    ledger.write(tmp_path, result)
     again = grading.read_ledger(tmp_path, LAB, "bob")
     assert again == result
     assert grading.read_ledger(tmp_path, LAB, "nobody") is None
     failed = Result("carl", LAB, grading.FAILED, reason="invalid notebook (x)")
     table = grading.format_results([again, failed])
     assert "5/6" in table and "graded (no timestamp.txt" in table and "failed: invalid notebook (x)" in table
+    flagged = Result("dan", LAB, grading.REVIEW, score=6, max_score=6, review=["imports sys (x, line 1)"])
+    assert "needs review: imports sys" in grading.format_results([flagged])
+    # a grader crash is never taken as a verdict on the submission
+    assert Result("eve", LAB, grading.FAILED, reason="grader crashed: x").crashed and not failed.crashed
 
 
 def test_default_workers_respects_cores_and_memory():
     assert grading.default_workers(Limits(memory_gb=6)) >= 1
     assert grading.default_workers(Limits(memory_gb=10_000)) == 1
+
+
+def test_scorer_credits_only_what_the_trusted_side_observed():
+    from coursetools.grading.scorer import passed
+
+    cell = nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("stream", name="stderr", text="Warning")])
+    assert passed(cell, {"status": "ok", "ack": True})               # a warning is not a failure
+    assert not passed(cell, {"status": "ok", "ack": False})          # the cell never reached its end
+    assert not passed(cell, {"status": "error", "ack": True})
+    assert not passed(cell, None)                                    # never ran
+    cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue="x", traceback=[]))
+    assert not passed(cell, {"status": "ok", "ack": True})
+    printed = nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("execute_result", data={"text/plain": "6"})])
+    assert not passed(printed, None)                                 # printing a score earns nothing
