@@ -109,9 +109,9 @@ def grade_lab(course: Path, lab: str, students: list[str] | None = None, workers
     mismatched = {p.split(":")[0] for p in ledger.verify(course, lab)}
     if mismatched and not (force and mismatched <= set(everyone)):
         export.check_gradebook(course, [lab])  # raises, naming the students
-    results, todo = {}, []
+    results, todo, previous_of = {}, [], {}
     for student in everyone:
-        previous = ledger.read(course, lab, student)
+        previous = previous_of[student] = ledger.read(course, lab, student)
         digest = submission.digest(course / "submitted" / student / lab)
         if not force and previous and previous.digest == digest and not previous.crashed:
             previous.reused = True
@@ -132,7 +132,6 @@ def grade_lab(course: Path, lab: str, students: list[str] | None = None, workers
 
         bar = tqdm(total=len(todo), desc=f"grading {lab}", unit="submission", file=sys.stderr)
     attempts: Counter = Counter()
-    decisions = {s: ledger.read(course, lab, s) for s in todo}
     try:
         while todo:
             batch, todo = todo, []
@@ -155,7 +154,7 @@ def grade_lab(course: Path, lab: str, students: list[str] | None = None, workers
                             result = _crashed(course, lab, student, f"a grading worker died {MAX_ATTEMPTS} times")
                         except Exception as exc:  # noqa: BLE001 - a worker error fails one submission
                             result = _crashed(course, lab, student, f"{type(exc).__name__}: {exc}")
-                        _carry_decision(result, decisions.get(student))
+                        _carry_decision(result, previous_of.get(student))
                         merge.record(course, result)
                         results[student] = result
                         if bar:

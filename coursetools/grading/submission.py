@@ -26,10 +26,7 @@ class SubmissionProblem(Exception):
 
 def _entries(folder: Path) -> list[Path]:
     """Everything below ``folder`` without following symlinks."""
-    found = []
-    for entry in sorted(folder.rglob("*")):
-        found.append(entry)
-    return found
+    return sorted(folder.rglob("*"))
 
 
 def special_files(folder: Path) -> list[str]:
