@@ -1,7 +1,9 @@
 """nbgrader configuration for the course. The repository root is the course directory.
 
 Every nbgrader command (generate_assignment, generate_solution, autograde, generate_feedback,
-export, validate) works from the repository root with no extra flags.
+export, validate, and the exchange's release/collect/release_feedback) works from the repository
+root with no extra flags. This file is also read where students run nbgrader (Validate), so it
+imports nothing from this repository (coursetools is instructor tooling).
 
 Gradebook: SQLite (``gradebook.db`` at the course root) unless the environment variable
 ``COURSE_DB_URL`` names another database. A department running PostgreSQL sets, for example::
@@ -11,14 +13,6 @@ Gradebook: SQLite (``gradebook.db`` at the course root) unless the environment v
 (the grading environment needs the ``psycopg`` driver: ``pip install "psycopg[binary]"``).
 """
 import os
-
-from nbgrader.preprocessors import (
-    ClearHiddenTests,
-    ClearMarkScheme,
-    ClearOutput,
-    IncludeHeaderFooter,
-    LockCells,
-)
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 
@@ -33,6 +27,15 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 if os.environ.get("COURSE_DB_URL"):
     c.CourseDirectory.db_url = os.environ["COURSE_DB_URL"]
 
+# The exchange (release_assignment, fetch_assignment, submit, collect, release_feedback,
+# fetch_feedback): a folder the instructor and every student can write. COURSE_EXCHANGE names
+# it (on a JupyterHub, a volume every server mounts); otherwise EXCHANGE_DEFAULT, which suits one
+# account trying the workflow and which you may change for your site. nbgrader's own default,
+# /usr/local/share/nbgrader/exchange, only root can create. `course student-kit` gives students
+# the same setting.
+EXCHANGE_DEFAULT = "~/.local/share/nbgrader/exchange"
+c.Exchange.root = os.path.expanduser(os.environ.get("COURSE_EXCHANGE") or EXCHANGE_DEFAULT)
+
 # Execution limits (autograde, validate). nbgrader's default is 30 s per cell, too short for
 # the CIFAR-10 training cells of labs 08-09 (about 150 s on 2 CPU cores). 600 s per cell leaves
 # a 4x margin for slow grading machines and is the hard ceiling: a cell that runs longer (a
@@ -41,19 +44,34 @@ c.Execute.timeout = 600
 c.Execute.interrupt_on_timeout = True
 c.Execute.startup_timeout = 120
 
-# What students see in place of a solution region.
+# Preprocessors are named by dotted path, not imported: the file stays importable without
+# coursetools and the configuration stays serializable (Formgrader logs it).
+NB = "nbgrader.preprocessors."
+
+# What students see in place of a solution region. ExerciseStubs (nbgrader's ClearSolutions)
+# makes the stub name its exercise: raise NotImplementedError("Exercise 2 — …: not answered yet").
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c.GenerateAssignment.preprocessors = [
+    NB + "IncludeHeaderFooter", NB + "InstantiateTests", NB + "LockCells",
+    "coursetools.stubs.ExerciseStubs",
+    NB + "ClearOutput", NB + "CheckCellMetadata", NB + "ComputeChecksums", NB + "SaveCells",
+    NB + "ClearHiddenTests", NB + "ClearMarkScheme", NB + "ComputeChecksums", NB + "CheckCellMetadata",
+]  # nbgrader 0.9's list, ClearSolutions replaced
 
 # Solutions hold the reference code but no hidden tests, and are generated without executing
 # (outputs would make the committed copy differ on every regeneration).
 c.GenerateSolution.preprocessors = [
-    IncludeHeaderFooter,
-    LockCells,
-    ClearOutput,
-    ClearHiddenTests,
-    ClearMarkScheme,
+    NB + "IncludeHeaderFooter", NB + "LockCells", NB + "ClearOutput", NB + "ClearHiddenTests", NB + "ClearMarkScheme",
 ]
+
+# Feedback for students (coursetools/feedback.py): exercise titles, the failure message first,
+# hidden-test code removed from cells and tracebacks (messages kept; to show students the
+# hidden tests set c.StudentFeedback.hide_hidden_tests = False), math as MathML (no CDN).
+c.GenerateFeedback.preprocessors = [
+    NB + "GetGrades", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor", "coursetools.feedback.StudentFeedback",
+]
+c.GenerateFeedback.exporter_class = "coursetools.feedback.FeedbackExporter"
 
 # Grades export: CSV at the course root, with each submission's grading status (graded, needs
 # review, failed), written only when the gradebook still matches the grading ledger (see

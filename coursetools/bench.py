@@ -53,6 +53,19 @@ def load_specs() -> dict[str, dict]:
     return tomllib.loads(SPECS.read_text())
 
 
+def missing_data(lab: str) -> str | None:
+    """The dataset ``lab`` needs (``needs_data`` in benchmarks.toml) when this machine lacks it,
+    else None."""
+    need = load_specs().get(lab, {}).get("needs_data")
+    if need == "cifar10":
+        from helpers.data import cifar10_available
+
+        return None if cifar10_available() else "CIFAR-10"
+    if need:
+        raise ValueError(f"{lab}: unknown needs_data {need!r} in benchmarks.toml")
+    return None
+
+
 def run_lab(course: Path, lab: str, spec: dict, timeout: int = 1200) -> BenchResult:
     """Execute ``source/<lab>`` in a scratch copy of its folder; evaluate the metric after."""
     nb = notebooks.read(layout.notebook(course, "source", lab))

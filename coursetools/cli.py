@@ -55,18 +55,69 @@ def cmd_check(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    import tempfile
+
+    from coursetools.build import scratch_course
     from coursetools.demo import format_table, run_demo
 
-    course = Path(args.dir).resolve() if args.dir else layout.course_root()
-    course.mkdir(parents=True, exist_ok=True)
-    result = run_demo(course, args.labs)
+    if args.dir:
+        course = Path(args.dir).resolve()
+        course.mkdir(parents=True, exist_ok=True)
+    else:  # never the course's own gradebook: a scratch course set up from its source/
+        origin = layout.course_root()
+        course = scratch_course(origin, Path(tempfile.mkdtemp(prefix="course-demo-")))
+        print(f"demo course: {course} (a scratch copy of {origin}/source; the course's gradebook is not "
+              f"touched)", flush=True)
+    result = run_demo(course, args.labs, log=lambda line: print(line, flush=True))
     print()
-    print(format_table(result.results))
-    print()
-    print("feedback:")
-    for path in result.feedback:
-        print(f"  {path}")
-    print(f"grades CSV: {result.grades_csv}")
+    print(format_table(result.results, result.explanations, result.skipped))
+    if result.feedback:
+        print()
+        print("feedback:")
+        for path in result.feedback:
+            print(f"  {path}")
+        print(f"grades CSV: {result.grades_csv}")
+    print(f"remove the demo students: course remove-student --demo --dir {course}" if args.dir
+          else f"demo course: {course} (delete the folder when done)")
+    return 0
+
+
+def cmd_remove_student(args) -> int:
+    from coursetools import nbgrader_ops, students
+    from coursetools.demo import DEMO_STUDENTS
+
+    course = layout.course_root(args.dir)
+    labs = layout.select_labs(course, args.lab) if args.lab else None
+    who = list(args.students) + (list(DEMO_STUDENTS) if args.demo else [])
+    try:
+        if not who:
+            raise ValueError("name students or give --demo")
+        for student in who:
+            students.check_id(student)
+    except ValueError as problem:
+        print(f"course remove-student: {problem}", file=sys.stderr)
+        return 2
+    for student in who:
+        removed = students.remove_student(course, student, labs)
+        print(f"{student}: " + (", ".join(removed) if removed else "nothing found"))
+    if (course / "grades.csv").is_file():
+        try:
+            nbgrader_ops.run(course, "export")
+            print(f"grades CSV rewritten: {course / 'grades.csv'}")
+        except nbgrader_ops.NbgraderError as problem:
+            print(f"grades.csv not rewritten ({str(problem).splitlines()[-1]}); run `course export`")
+    return 0
+
+
+def cmd_student_kit(args) -> int:
+    from coursetools.student_kit import write_kit
+
+    course = layout.course_root(args.dir)
+    labs = layout.select_labs(course, args.labs)
+    out = Path(args.out).resolve()
+    write_kit(course, out, labs, exchange=args.exchange)
+    print(f"student kit of {len(labs)} lab(s) in {out}: give students this folder (e.g. zipped); "
+          f"they run `pip install ./{out.name}` and follow its README.md")
     return 0
 
 
@@ -81,23 +132,36 @@ def cmd_grade(args) -> int:
                             sandbox=not args.no_sandbox)
     workers = args.workers or grading.default_workers(limits)
     students = [s for s in args.students.split(",") if s] if args.students else None
-    _, how = grading.containment(limits)
-    print(f"grading {lab} with {workers} worker(s), {limits.threads} thread(s) per kernel, "
-          f"{limits.time_limit:g} s and {limits.memory_gb:g} GB per submission; kernels: {how}", flush=True)
-    start = time.perf_counter()
+    cluster = None
     try:
-        results = grading.grade_lab(course, lab, students, workers, limits, force=args.force)
-    except GradebookMismatch as problem:
+        if grading.scheduler_address(args.scheduler):
+            cluster = grading.connect_cluster(grading.scheduler_address(args.scheduler), limits, args.shared_fs)
+            where, how = cluster.describe(), cluster.how
+        else:
+            where, (_, how) = f"with {workers} worker(s)", grading.containment(limits)
+        print(f"grading {lab} {where}, {limits.threads} thread(s) per kernel, "
+              f"{limits.time_limit:g} s and {limits.memory_gb:g} GB per submission; kernels: {how}", flush=True)
+        start = time.perf_counter()
+        results = grading.grade_lab(course, lab, students, workers, limits, force=args.force, cluster=cluster)
+        elapsed = time.perf_counter() - start
+    except (GradebookMismatch, grading.ClusterRefused) as problem:
         print(f"refused: {problem}")
         return 2
-    elapsed = time.perf_counter() - start
+    except grading.ClusterLost as lost:
+        print(f"stopped: {lost}\nrerun: course grade {lab} --scheduler {cluster.address} --students "
+              f"{','.join(lost.students)}{' --force' if args.force else ''} (with the same limits)")
+        return 3
+    finally:
+        if cluster is not None:
+            cluster.close()
     print()
     print(grading.format_results(results))
     nbgrader_ops.run(course, "export")
     failed = sum(r.status == grading.FAILED for r in results)
     review = sum(r.status == grading.REVIEW for r in results)
     print(f"\n{len(results)} submission(s), {failed} failed, {review} need review"
-          f"{' (course review ' + lab + ')' if review else ''}, {elapsed:.0f} s; grades CSV: {course / 'grades.csv'}")
+          f"{' (course review ' + lab + ')' if review else ''}, {elapsed:.0f} s"
+          f"{'; ' + cluster.throughput(elapsed) if cluster else ''}; grades CSV: {course / 'grades.csv'}")
     return 0
 
 
@@ -153,7 +217,8 @@ def cmd_bench_grading(args) -> int:
     course = layout.course_root(args.dir)
     lab = layout.select_labs(course, [args.lab])[0]
     counts = tuple(int(w) for w in args.workers.split(","))
-    report = grade_bench.run(lab, args.n, counts, args.threads, sandbox_overhead=args.sandbox_overhead)
+    report = grade_bench.run(lab, args.n, counts, args.threads, sandbox_overhead=args.sandbox_overhead,
+                             scheduler=args.scheduler)
     print()
     print(f"{report['submissions']} submissions of {lab}, {report['threads_per_kernel']} thread(s) per kernel")
     for run in report["runs"]:
@@ -164,6 +229,11 @@ def cmd_bench_grading(args) -> int:
     if "sandbox_overhead_per_submission" in report:
         print(f"  sandbox overhead: {report['sandbox_overhead_per_submission']:.2f} s/submission "
               f"(1 worker without it: {report['unsandboxed_seconds']:.0f} s)")
+    for run in report.get("cluster_runs", []):
+        extra = (f", overhead {run['overhead_per_submission']:+.2f} s/submission over local grading"
+                 if "overhead_per_submission" in run else "")
+        print(f"  Dask, {run['workers']} worker(s): {run['seconds']:.0f} s, {run['per_minute']} submissions/min, "
+              f"speed-up x{run['speedup']}{extra}; {run['per_worker']}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
@@ -179,7 +249,7 @@ def cmd_fidelity(args) -> int:
     for lab in layout.select_labs(course, args.labs):
         cases = fidelity.load_cases(lab)
         print(f"grading {len(cases)} cases of {lab} ...", flush=True)
-        outcomes, _ = fidelity.run_lab(lab, cases, course, workers=args.workers)
+        outcomes, _ = fidelity.run_lab(lab, cases, course, workers=args.workers, visible_run=args.visible_run)
         summaries.append(fidelity.summary(lab, outcomes))
     print()
     print(fidelity.format_report(summaries))
@@ -246,11 +316,29 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="grade a reference and a blank demo student on every lab "
-                                    "and print the score table")
+                                    "(in a scratch course) and print the score table")
     _labs_arg(p)
-    p.add_argument("--dir", help="run in this directory instead of the course root "
-                                 "(created and set up from this checkout's source/ if needed)")
+    p.add_argument("--dir", help="run in this course directory (created and set up from this checkout's "
+                                 "source/ if needed; default: a new scratch course, never the course's own)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("remove-student", help="remove students (or only some labs of theirs) from a course: "
+                                              "gradebook, submitted/, autograded/, feedback/, grading ledger")
+    p.add_argument("students", nargs="*", metavar="STUDENT", help="student ids")
+    p.add_argument("--demo", action="store_true", help="also the demo students of `course demo`")
+    p.add_argument("--lab", action="append", metavar="LAB",
+                   help="only this lab's submission (repeatable; default: the student entirely)")
+    p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
+    p.set_defaults(func=cmd_remove_student)
+
+    p = sub.add_parser("student-kit", help="write what students get without a JupyterHub: release notebooks, "
+                                           "helpers, student dependencies and nbgrader config, a README")
+    p.add_argument("out", metavar="DIR", help="a new or empty folder for the kit")
+    _labs_arg(p)
+    p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
+    p.add_argument("--exchange", help="exchange folder students default to (default: the course's, "
+                                      "$COURSE_EXCHANGE or nbgrader_config.py's EXCHANGE_DEFAULT)")
+    p.set_defaults(func=cmd_student_kit)
 
     p = sub.add_parser("grade", help="autograde every submission of a lab in parallel, robustly "
                                      "(limits, bad-input statuses, resumable)")
@@ -269,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="grade without the sandbox (trusted submissions only; said in the header and ledger)")
     p.add_argument("--disk-mb", type=int, default=512,
                    help="private disk (tmpfs) for a kernel's working directory and HOME (default 512)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on the Dask cluster of this scheduler, e.g. tcp://host:8786, instead of "
+                        "this machine (default: $COURSE_DASK_SCHEDULER; --workers does not apply)")
+    p.add_argument("--shared-fs", action="store_true",
+                   help="with --scheduler: the workers see this course directory at the same path, so "
+                        "course files and submissions are read there instead of sent with each task")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("review", help="list submissions flagged by the code policy or the kernel guard; "
@@ -302,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="threads per kernel (default 1)")
     p.add_argument("--sandbox-overhead", action="store_true",
                    help="also grade the class once without the sandbox and report its cost per submission")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="also grade the class on this Dask cluster's first 1, 2, ... workers (as many as "
+                        "--workers names) and report its overhead per submission over local grading")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=cmd_bench_grading)
 
@@ -311,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", help="course directory (default: the one containing the cwd)")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.add_argument("--workers", type=int, default=2, help="cases graded in parallel (default 2)")
+    p.add_argument("--no-visible-run", dest="visible_run", action="store_false",
+                   help="do not grade the mutants a second time without hidden tests; read what the "
+                        "visible checks caught from where each failing cell stopped (free, what CI does)")
     p.set_defaults(func=cmd_fidelity)
 
     p = sub.add_parser("report", help="class report of graded labs: scores, completion, lateness, "
@@ -333,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from coursetools.fidelity import CaseFileError
 
-        if isinstance(exc, (NbgraderError, FileNotFoundError, CaseFileError)):
+        if isinstance(exc, (NbgraderError, FileNotFoundError, FileExistsError, CaseFileError)):
             print(f"course {args.command}: {exc}", file=sys.stderr)
             return 1
         raise

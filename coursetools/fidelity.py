@@ -12,6 +12,19 @@ graded as one submission holding all their replacements, judged against the unio
 expectations (every ``lose`` cell of every member must lose points). This trades per-case
 attribution for time: one training run instead of several. Group only mutants that break
 independent exercises, or variants.
+
+Two more judgements come from the same grading run, at no extra cost:
+
+- **Messages.** A mutant may declare ``message = "<regex>"``: the error of its first failing
+  ``lose`` cell must match it and must be the course's own message (raised by a test cell or by
+  ``helpers``), not a raw library traceback. Otherwise the case disagrees, even if it lost the
+  right points: feedback is part of the verdict.
+- **Caught visibly.** A mutant is caught visibly when every ``lose`` cell already failed in its
+  visible checks, i.e. the student was told before grading. It is read from where each
+  failing cell stopped (a line before or after ``### BEGIN HIDDEN TESTS``): the cells run top to
+  bottom, so this is what a run without the hidden tests would show, unless hidden tests
+  change state later cells read. ``visible_run=True`` checks that by grading the mutants a
+  second time against the source with every hidden-test block removed.
 """
 from __future__ import annotations
 
@@ -22,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coursetools import build, layout, nbgrader_ops, notebooks, table
+from coursetools.report.failures import VISIBLE, CellFailure, cell_failure, hidden_lines
+from coursetools.report.messages import strip_ansi
 
 CASES_DIR = layout.REPO_ROOT / "tests" / "fidelity"
 KINDS = ("reference", "blank", "mutant", "variant")
@@ -36,12 +51,22 @@ class Case:
     lose: list[str] = field(default_factory=list)
     may_lose: list[str] = field(default_factory=list)
     group: str = ""
-    members: list[str] = field(default_factory=list)  # names of the cases a group combines
+    message: str = ""   # regex the error of the first failing `lose` cell must match
+    parts: list[Case] = field(default_factory=list)  # the cases a merged group combines
+
+    @property
+    def members(self) -> list[str]:
+        return [part.name for part in self.parts]
 
     @property
     def size(self) -> int:
         """How many cases this one stands for (a merged group counts each member)."""
-        return len(self.members) or 1
+        return len(self.parts) or 1
+
+    @property
+    def units(self) -> list[Case]:
+        """The cases judged one by one for messages and visibility: the members, or itself."""
+        return self.parts or [self]
 
     @property
     def student(self) -> str:
@@ -53,11 +78,22 @@ class Case:
 class Outcome:
     case: Case
     cells: dict[str, tuple[float, float]]  # grade id -> (score, max)
-    problems: list[str]                    # why the outcome differs from the expectation
+    problems: list[str]                    # why the scores differ from the expectation
+    message_problems: list[str] = field(default_factory=list)
+    visibly_lost: set[str] = field(default_factory=set)  # cells that failed in their visible checks
+    messages_met: int = 0                  # units whose declared message was met
+    visibility_mismatch: list[str] = field(default_factory=list)  # visible-only run vs failing lines
 
     @property
     def agrees(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.message_problems
+
+    @property
+    def caught_visibly(self) -> int:
+        """Units (members) every one of whose ``lose`` cells failed visibly."""
+        if self.case.kind != "mutant" or self.problems:
+            return 0
+        return sum(all(c in self.visibly_lost for c in unit.lose) for unit in self.case.units)
 
     @property
     def score(self) -> float:
@@ -87,13 +123,13 @@ def load_cases(lab: str, cases_dir: Path = CASES_DIR, merge: bool = True) -> lis
     seen = {"reference", "blank"}
     for i, raw in enumerate(data.get("case", []), start=1):
         where = f"{path.name}, case #{i} ({raw.get('name', 'unnamed')})"
-        unknown = set(raw) - {"name", "kind", "why", "replace", "lose", "may_lose", "group"}
+        unknown = set(raw) - {"name", "kind", "why", "replace", "lose", "may_lose", "group", "message"}
         if unknown:
             raise CaseFileError(f"{where}: unknown keys {sorted(unknown)}")
         case = Case(name=str(raw.get("name", "")), kind=str(raw.get("kind", "")),
                     why=str(raw.get("why", "")), replace=dict(raw.get("replace", {})),
                     lose=list(raw.get("lose", [])), may_lose=list(raw.get("may_lose", [])),
-                    group=str(raw.get("group", "")))
+                    group=str(raw.get("group", "")), message=str(raw.get("message", "")))
         if not case.name or case.name in seen:
             raise CaseFileError(f"{where}: every case needs a unique name")
         if case.kind not in ("mutant", "variant"):
@@ -102,8 +138,12 @@ def load_cases(lab: str, cases_dir: Path = CASES_DIR, merge: bool = True) -> lis
             raise CaseFileError(f"{where}: 'replace' must name at least one solution cell")
         if case.kind == "mutant" and not case.lose:
             raise CaseFileError(f"{where}: a mutant must list the graded cells it must lose in 'lose'")
-        if case.kind == "variant" and (case.lose or case.may_lose):
-            raise CaseFileError(f"{where}: a variant keeps full marks; it cannot list cells to lose")
+        if case.kind == "variant" and (case.lose or case.may_lose or case.message):
+            raise CaseFileError(f"{where}: a variant keeps full marks; it cannot list cells to lose or a message")
+        try:
+            re.compile(case.message)
+        except re.error as exc:
+            raise CaseFileError(f"{where}: message is not a valid regular expression: {exc}") from exc
         seen.add(case.name)
         cases.append(case)
     return merge_groups(cases, path.name) if merge else cases
@@ -118,7 +158,6 @@ def merge_groups(cases: list[Case], where: str = "") -> list[Case]:
             continue
         if case.group not in groups:
             groups[case.group] = Case(f"{case.group}[{case.name}]", case.kind, case.why, group=case.group)
-            groups[case.group].members = []
             merged.append(groups[case.group])
         combined = groups[case.group]
         if combined.kind != case.kind:
@@ -129,7 +168,7 @@ def merge_groups(cases: list[Case], where: str = "") -> list[Case]:
         if combined.replace:
             combined.name = combined.name[:-1] + f", {case.name}]"
             combined.why += f"; {case.why}"
-        combined.members.append(case.name)
+        combined.parts.append(case)
         combined.replace.update(case.replace)
         combined.lose += case.lose
         combined.may_lose += case.may_lose
@@ -160,22 +199,83 @@ def judge(case: Case, cells: dict[str, tuple[float, float]]) -> list[str]:
     return problems
 
 
+# The innermost frame of an IPython (>= 8) traceback: a cell ("Cell In[12], line 3") or a file.
+_FRAME = re.compile(r"^\s*(?:File\s+(?P<path>\S.*?):\d+(?:,\s+in\s|\s*$)|(?:Cell|Input) In\s*\[)")
+
+
+def raised_in_library(traceback: list[str] | str) -> bool:
+    """True when an error output's innermost frame is library code (torch, numpy, ...): neither a
+    notebook cell nor the course's ``helpers``, whose errors are the course's messages."""
+    text = strip_ansi(traceback if isinstance(traceback, str) else "\n".join(traceback))
+    frames = [m for m in map(_FRAME.match, text.splitlines()) if m]
+    if not frames or not frames[-1].group("path"):
+        return False
+    return "/helpers/" not in frames[-1].group("path").replace("\\", "/")
+
+
+def read_failures(graded_nb: Path, lost: set[str]) -> dict[str, tuple[CellFailure, bool]]:
+    """For each lost graded cell of an autograded notebook: why it failed (``cell_failure``: the
+    error, and whether it stopped in visible or hidden checks) and whether the error came out
+    of library code."""
+    if not graded_nb.is_file():
+        return {}
+    found = {}
+    for grade_id, cell in notebooks.graded_cells(notebooks.read(graded_nb)).items():
+        if grade_id in lost:
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            found[grade_id] = (cell_failure(cell), bool(errors) and raised_in_library(errors[0].get("traceback", [])))
+    return found
+
+
+def judge_messages(case: Case, cells: dict[str, tuple[float, float]], order: list[str],
+                   failures: dict[str, tuple[CellFailure, bool]]) -> tuple[list[str], int]:
+    """Problems with the declared messages of a mutant (or of each member of a group), and how
+    many were met. The judged error is that of the first ``lose`` cell, in notebook order, that
+    lost points; a mutant that lost none is left to ``judge``."""
+    problems, met = [], 0
+    for unit in case.units if case.kind == "mutant" else []:
+        lost = [c for c in order if c in unit.lose and c in cells and cells[c][0] < cells[c][1]]
+        if not unit.message or not lost:
+            continue
+        failure, raw = failures.get(lost[0], (CellFailure("no notebook"), False))
+        said = f"{failure.ename}: {failure.message}"
+        short = said if len(said) <= 160 else said[:157] + "..."
+        where = f"message of {unit.name} in {lost[0]}"
+        if failure.kind != "error":
+            problems.append(f"{where}: no error was shown ({failure.kind})")
+        elif raw:
+            problems.append(f"{where}: a raw library traceback ({short}) instead of the course's message")
+        elif not re.search(unit.message, said):
+            problems.append(f"{where}: {short!r} does not match {unit.message!r}")
+        else:
+            met += 1
+    return problems, met
+
+
 def submission_for(case: Case, release_nb, source_nb):
     if case.kind == "blank":
         return release_nb
     return notebooks.fill_solutions(release_nb, source_nb, case.replace)
 
 
-def run_lab(lab: str, cases: list[Case] | None = None, course: Path = layout.REPO_ROOT,
-            workdir: Path | None = None, workers: int = 1) -> tuple[list[Outcome], Path]:
-    """Autograde every case of ``lab`` in one scratch course (with ``course grade``'s
-    machinery, so a crashing case cannot stop the others); return outcomes and the scratch
-    directory (for inspecting autograded notebooks; it lives as long as ``workdir``)."""
+def strip_hidden_tests(nb) -> None:
+    """Remove every hidden-test block (delimiters included) from the graded cells of ``nb``."""
+    for cell in notebooks.graded_cells(nb).values():
+        hidden = hidden_lines(cell.source)
+        cell.source = "\n".join(line for n, line in enumerate(cell.source.splitlines(), start=1) if n not in hidden)
+
+
+def _grade(lab: str, cases: list[Case], course: Path, scratch: Path, workers: int, visible_only: bool = False):
+    """Build a scratch course in ``scratch`` (with ``visible_only``, its source loses every
+    hidden-test block), submit each case and grade them all; (results by student, source)."""
     from coursetools import grading
 
-    cases = cases if cases is not None else load_cases(lab)
-    scratch = Path(workdir or tempfile.mkdtemp(prefix=f"fidelity-{lab}-"))
     build.scratch_course(course, scratch)
+    if visible_only:
+        path = layout.notebook(scratch, "source", lab)
+        nb = notebooks.read(path)
+        strip_hidden_tests(nb)
+        notebooks.write(nb, path)
     nbgrader_ops.run(scratch, "generate_assignment", lab, "--force")
     release = notebooks.read(layout.notebook(scratch, "release", lab))
     source = notebooks.read(layout.notebook(scratch, "source", lab))
@@ -184,7 +284,27 @@ def run_lab(lab: str, cases: list[Case] | None = None, course: Path = layout.REP
     for case in cases:
         check_case_names(case, solution_ids, graded_ids)
         notebooks.write_submission(scratch, case.student, lab, submission_for(case, release, source))
-    results = {r.student: r for r in grading.grade_lab(scratch, lab, workers=workers, force=True, progress=False)}
+    results = grading.grade_lab(scratch, lab, workers=workers, force=True, progress=False)
+    return {r.student: r for r in results}, source
+
+
+def run_lab(lab: str, cases: list[Case] | None = None, course: Path = layout.REPO_ROOT,
+            workdir: Path | None = None, workers: int = 1, visible_run: bool = False) -> tuple[list[Outcome], Path]:
+    """Autograde every case of ``lab`` in one scratch course (with ``course grade``'s
+    machinery, so a crashing case cannot stop the others); return outcomes and the scratch
+    directory (for inspecting autograded notebooks; it lives as long as ``workdir``). With
+    ``visible_run``, the mutants are graded once more without hidden tests (in
+    ``<scratch>/visible-only``) and that run decides which cells failed visibly."""
+    from coursetools import grading
+
+    cases = cases if cases is not None else load_cases(lab)
+    scratch = Path(workdir or tempfile.mkdtemp(prefix=f"fidelity-{lab}-"))
+    results, source = _grade(lab, cases, course, scratch, workers)
+    order = list(notebooks.graded_cells(source))
+    visible_results = {}
+    if visible_run:
+        mutants = [c for c in cases if c.kind == "mutant"]
+        visible_results, _ = _grade(lab, mutants, course, scratch / "visible-only", workers, visible_only=True)
     outcomes = []
     for case in cases:
         result = results[case.student]
@@ -192,9 +312,19 @@ def run_lab(lab: str, cases: list[Case] | None = None, course: Path = layout.REP
             outcomes.append(Outcome(case, {}, [f"was not graded: {result.reason}"]))
             continue
         cells = {name: (score, max_score) for name, (score, max_score) in result.cells.items()}
+        lost = {c for c, (s, m) in cells.items() if s < m}
+        failures = read_failures(layout.notebook(scratch, "autograded", lab, student=case.student), lost)
         # Fidelity cases are honest work: a code-policy or guard finding is a false positive.
         flagged = [f"flagged for review: {finding}" for finding in result.review]
-        outcomes.append(Outcome(case, cells, flagged + judge(case, cells)))
+        outcome = Outcome(case, cells, flagged + judge(case, cells))
+        outcome.message_problems, outcome.messages_met = judge_messages(case, cells, order, failures)
+        outcome.visibly_lost = {c for c, (f, _) in failures.items() if f.where == VISIBLE}
+        if case.student in visible_results:
+            alone = visible_results[case.student]
+            inferred, outcome.visibly_lost = outcome.visibly_lost, {
+                c for c, (s, m) in alone.cells.items() if s < m} if alone.status != grading.FAILED else set()
+            outcome.visibility_mismatch = sorted(inferred ^ outcome.visibly_lost)
+        outcomes.append(outcome)
     return outcomes, scratch
 
 
@@ -203,26 +333,34 @@ def summary(lab: str, outcomes: list[Outcome]) -> dict:
     def of(kind):
         return [o for o in outcomes if o.case.kind == kind]
 
-    ref, blank = of("reference"), of("blank")
+    ref, blank, mutants = of("reference"), of("blank"), of("mutant")
     return {
         "lab": lab,
         "reference": f"{ref[0].score:g}/{ref[0].max_score:g}" if ref else "-",
         "blank": f"{blank[0].score:g}/{blank[0].max_score:g}" if blank else "-",
-        "mutants_caught": sum(o.case.size for o in of("mutant") if o.agrees),
-        "mutants": sum(o.case.size for o in of("mutant")),
+        "mutants_caught": sum(o.case.size for o in mutants if not o.problems),
+        "mutants": sum(o.case.size for o in mutants),
+        "caught_visibly": sum(o.caught_visibly for o in mutants),
         "variants_accepted": sum(o.case.size for o in of("variant") if o.agrees),
         "variants": sum(o.case.size for o in of("variant")),
-        "disagreements": [f"{o.case.kind} {o.case.name}: {'; '.join(o.problems)}"
+        "messages_met": sum(o.messages_met for o in mutants),
+        "messages": sum(bool(u.message) for o in mutants for u in o.case.units),
+        "disagreements": [f"{o.case.kind} {o.case.name}: {'; '.join(o.problems + o.message_problems)}"
                           for o in outcomes if not o.agrees],
+        "visibility_notes": [f"{o.case.name}: the visible-only run and the failing lines differ on "
+                             f"{', '.join(o.visibility_mismatch)}" for o in mutants if o.visibility_mismatch],
     }
 
 
 def format_report(summaries: list[dict]) -> str:
-    header = ["lab", "reference", "blank", "mutants caught", "variants accepted"]
+    header = ["lab", "reference", "blank", "mutants caught", "caught visibly", "variants accepted",
+              "messages met"]
     rows = [[s["lab"], s["reference"], s["blank"], f"{s['mutants_caught']}/{s['mutants']}",
-             f"{s['variants_accepted']}/{s['variants']}"] for s in summaries]
+             f"{s['caught_visibly']}/{s['mutants']}", f"{s['variants_accepted']}/{s['variants']}",
+             f"{s['messages_met']}/{s['messages']}"] for s in summaries]
     lines = [table.format_table(header, rows)]
     for s in summaries:
-        for d in s["disagreements"]:
-            lines.append(f"DISAGREES  {s['lab']}: {d}")
+        lines += [f"DISAGREES  {s['lab']}: {d}" for d in s["disagreements"]]
+        lines += [f"NOTE       {s['lab']}: {n} (hidden tests that change later cells' state?)"
+                  for n in s["visibility_notes"]]
     return "\n".join(lines)

@@ -60,9 +60,27 @@ def plain_seconds(course: Path, lab: str, student: str, repeats: int = 3) -> flo
     return statistics.median(times)
 
 
+def _timed(tmp: Path, name: str, lab: str, n: int, **grade_args) -> tuple[float, dict]:
+    """Grade a fresh class of ``n`` from scratch: (seconds, statuses)."""
+    course = tmp / name
+    make_class(course, lab, n)
+    start = time.perf_counter()
+    results = grading.grade_lab(course, lab, progress=False, **grade_args)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(course, ignore_errors=True)
+    statuses: dict[str, int] = {}
+    for r in results:
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    return seconds, statuses
+
+
 def run(lab: str, n: int = 60, worker_counts: tuple[int, ...] = (1, 2), threads: int = 1, log=print,
-        sandbox_overhead: bool = False) -> dict:
+        sandbox_overhead: bool = False, scheduler: str | None = None) -> dict:
+    """Grade the generated class locally with each worker count (and, with ``scheduler``, on
+    that Dask cluster's first 1, 2, ... workers, each starting without a scratch course as a
+    local pool does); report throughput, speed-up and overheads."""
     report = {"lab": lab, "submissions": n, "threads_per_kernel": threads, "runs": []}
+    limits = grading.Limits(threads=threads)
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         probe = Path(tmp) / "probe"
         kinds = make_class(probe, lab, n)
@@ -75,36 +93,56 @@ def run(lab: str, n: int = 60, worker_counts: tuple[int, ...] = (1, 2), threads:
         report["plain_seconds"] = {k: round(v, 2) for k, v in plain.items()}
         log(f"plain execution (median of 3): " + ", ".join(f"{k} {v:.1f} s" for k, v in plain.items()))
         for workers in worker_counts:
-            course = Path(tmp) / f"w{workers}"
-            make_class(course, lab, n)
-            start = time.perf_counter()
-            results = grading.grade_lab(course, lab, workers=workers, limits=grading.Limits(threads=threads),
-                                        progress=False)
-            seconds = time.perf_counter() - start
-            statuses = {}
-            for r in results:
-                statuses[r.status] = statuses.get(r.status, 0) + 1
+            seconds, statuses = _timed(Path(tmp), f"w{workers}", lab, n, workers=workers, limits=limits)
             run = {"workers": workers, "seconds": round(seconds, 1),
                    "per_minute": round(60 * n / seconds, 1), "statuses": statuses}
             if workers == 1:
                 run["overhead_per_submission"] = round((seconds - plain_total) / n, 2)
             report["runs"].append(run)
             log(f"{workers} worker(s): {seconds:.0f} s, {run['per_minute']} submissions/min, {statuses}")
-            shutil.rmtree(course, ignore_errors=True)
         if sandbox_overhead:
             # The same class with one worker and no sandbox: what containment costs per submission.
-            course = Path(tmp) / "unsandboxed"
-            make_class(course, lab, n)
-            start = time.perf_counter()
-            grading.grade_lab(course, lab, workers=1, limits=grading.Limits(threads=threads, sandbox=False),
-                              progress=False)
-            bare = time.perf_counter() - start
+            bare, _ = _timed(Path(tmp), "unsandboxed", lab, n, workers=1,
+                             limits=grading.Limits(threads=threads, sandbox=False))
             with_sandbox = next((r["seconds"] for r in report["runs"] if r["workers"] == 1), None)
             report["unsandboxed_seconds"] = round(bare, 1)
             if with_sandbox is not None:
                 report["sandbox_overhead_per_submission"] = round((with_sandbox - bare) / n, 2)
             log(f"1 worker without the sandbox: {bare:.0f} s")
-    base = report["runs"][0]["seconds"]
-    for run in report["runs"]:
-        run["speedup"] = round(base / run["seconds"], 2)
+        if scheduler:
+            report["cluster_runs"] = _cluster_runs(Path(tmp), lab, n, worker_counts, limits, scheduler,
+                                                   report["runs"], log)
+    for runs in (report["runs"], report.get("cluster_runs", [])):
+        for run in runs:
+            run["speedup"] = round(runs[0]["seconds"] / run["seconds"], 2)
     return report
+
+
+def _cluster_runs(tmp: Path, lab: str, n: int, worker_counts: tuple[int, ...], limits, scheduler: str,
+                  local_runs: list[dict], log) -> list[dict]:
+    """The class graded on the cluster's first k workers for each k; the overhead per submission
+    is measured against the local run with as many workers."""
+    from coursetools.grading import cluster
+
+    session = grading.connect_cluster(scheduler, limits)
+    runs = []
+    try:
+        available = len(session.worker_threads())
+        for workers in worker_counts:
+            if workers > available:
+                log(f"skipped the cluster with {workers} worker(s): only {available} connected")
+                continue
+            session.restrict(workers)
+            session.client.run(cluster.drop_scratch)
+            session.graded_by.clear()
+            seconds, statuses = _timed(tmp, f"dask{workers}", lab, n, limits=limits, cluster=session)
+            run = {"workers": workers, "seconds": round(seconds, 1), "per_minute": round(60 * n / seconds, 1),
+                   "statuses": statuses, "per_worker": session.throughput(seconds)}
+            local = next((r for r in local_runs if r["workers"] == workers), None)
+            if local:
+                run["overhead_per_submission"] = round((seconds - local["seconds"]) / n, 2)
+            runs.append(run)
+            log(f"Dask, {workers} worker(s): {seconds:.0f} s, {run['per_minute']} submissions/min, {statuses}")
+    finally:
+        session.close()
+    return runs

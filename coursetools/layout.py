@@ -10,9 +10,10 @@ GENERATED = ("release", "solutions")
 
 def course_root(start: Path | None = None) -> Path:
     """The course directory: the nearest folder at or above ``start`` (default: the current
-    directory, then this checkout) that holds ``nbgrader_config.py`` and ``source/``."""
+    directory, then this checkout) that holds ``nbgrader_config.py`` and ``source/``. An
+    explicit ``start`` never falls back to this checkout (``--dir`` must name a course)."""
     candidates = [Path(start or os.getcwd()).resolve()]
-    candidates += list(candidates[0].parents) + [REPO_ROOT]
+    candidates += list(candidates[0].parents) + ([] if start else [REPO_ROOT])
     for folder in candidates:
         if (folder / "nbgrader_config.py").is_file() and (folder / "source").is_dir():
             return folder

@@ -28,10 +28,11 @@ class NbgraderError(RuntimeError):
     """An nbgrader command failed; the message carries the end of its log."""
 
 
-def run(course: Path, *args: str, timeout: float | None = None) -> str:
-    """Run ``nbgrader <args>`` in ``course`` with this interpreter; return its log."""
+def run(course: Path, *args: str, timeout: float | None = None, env: dict | None = None) -> str:
+    """Run ``nbgrader <args>`` in ``course`` (a student's folder too, with their ``env``) with
+    this interpreter; return its log."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    proc = subprocess.run(cmd, cwd=course, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=course, capture_output=True, text=True, timeout=timeout, env=env)
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         tail = "\n".join(log.strip().splitlines()[-40:])
@@ -52,6 +53,12 @@ def db_url(course: Path) -> str:
     if "db_url" in config.CourseDirectory:
         return config.CourseDirectory.db_url
     return f"sqlite:///{(course / 'gradebook.db').resolve()}"
+
+
+def gradebook_exists(course: Path) -> bool:
+    """Whether the course has a gradebook yet (opening a missing SQLite one would create it)."""
+    url = db_url(course)
+    return not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).is_file()
 
 
 def course_id(course: Path) -> str:

@@ -1,12 +1,16 @@
 """Notebook-level operations on nbgrader notebooks: graded cells, submissions, comparison."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f UTC"
+# "## Exercise 3 — Loss function and optimizer (2 points)": label, then title
+EXERCISE_HEADING = re.compile(r"^\s*#{1,6}\s*(Exercise\s+[\w.]+)\s*(?:[—–:-]+\s*(.*?))?\s*(?:\(\s*[\d.]+\s*points?\s*\))?\s*$",
+                              re.IGNORECASE)
 
 
 def kernel_config():
@@ -43,6 +47,31 @@ def solution_cells(nb) -> dict[str, object]:
 def graded_cells(nb) -> dict[str, object]:
     """Cells that carry points, by grade id."""
     return {nbgrader_meta(c)["grade_id"]: c for c in nb.cells if nbgrader_meta(c).get("grade")}
+
+
+def exercise_headings(cells) -> dict[str, tuple[str, str]]:
+    """(label, title) of the exercise every nbgrader cell belongs to, by grade id: the nearest
+    markdown heading above it of the form "## Exercise 3 — title (k points)". Works on
+    NotebookNodes and on plain JSON cells (source as a list of lines)."""
+    found, heading = {}, ("", "")
+    for cell in cells:
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        if cell.get("cell_type") == "markdown":
+            for line in source.splitlines():
+                match = EXERCISE_HEADING.match(line)
+                if match:
+                    heading = (match.group(1).strip(), (match.group(2) or "").strip())
+                    break
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        if grade_id and heading[0]:
+            found[grade_id] = heading
+    return found
+
+
+def exercise_name(label: str, title: str) -> str:
+    """"Exercise 3 — Loss function and optimizer" (just the label when there is no title)."""
+    return f"{label} — {title}" if title else label
 
 
 def fill_solutions(release_nb, source_nb, replacements: dict[str, str] | None = None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -43,6 +44,10 @@ __all__ = [
     "check_between",
     "check_same_outputs",
     "check_state_dict_file",
+    "check_runs",
+    "check_train_step",
+    "check_predict",
+    "check_choice",
     "describe",
 ]
 
@@ -379,3 +384,158 @@ def check_state_dict_file(path, name: str = "the saved file", hint: str | None =
         _fail(f"{name} ({path}) holds {describe(state)}, not a state_dict of tensors.",
               hint or "save model.state_dict(), not the model or something else.")
     return state
+
+
+def check_runs(fn, *args, call: str, hint: str | None = None, **kwargs):
+    """``fn(*args, **kwargs)``, returned; an exception it raises becomes one CheckFailed naming
+    ``call``, the error's type and first line and the hint, instead of a long library traceback
+    (e.g. "Perceptron(3, 2)(x) raised RuntimeError: mat1 and mat2 shapes cannot be multiplied").
+    Warnings the call emits are dropped: a test cell must not write to stderr."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+    except CheckFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error of the student's code is explained the same way
+        error = exc
+    first = (str(error).strip().splitlines() or [""])[0][:300].rstrip(".")
+    _fail(f"{call} raised {type(error).__name__}: {first}.", hint)  # raised outside except: no chained traceback
+
+
+_USE_ARGUMENTS = ("{name} must work for any model and data the tests give it: use its arguments ({args}), "
+                  "not the notebook's variables.")
+
+
+def _recording_sgd(params, lr: float, events: list):
+    """An SGD optimizer that appends "zero_grad" and "step" to ``events`` when called. The class
+    is made per call, never stored in this module: torch patches an optimizer class's ``step``
+    on first use, and the grading guard watches this module's classes."""
+    class RecordingSGD(torch.optim.SGD):
+        def zero_grad(self, set_to_none: bool = True):
+            events.append("zero_grad")
+            super().zero_grad(set_to_none)
+
+        def step(self, closure=None):
+            events.append("step")
+            return super().step(closure)
+
+    return RecordingSGD(params, lr=lr)
+
+
+def check_train_step(train_step, model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn,
+                     lr: float = 0.1, name: str = "train_step", hint: str | None = None) -> float:
+    """Call ``train_step(model, X, y, loss_fn, optimizer)`` once on the caller's fresh model and
+    data (never the notebook's), with an SGD optimizer that records its calls, and judge how the
+    step was done: the given model run in training mode, ``zero_grad`` (optimizer's or model's)
+    not between ``backward`` and ``step``, exactly one ``backward`` and one ``step``, the weights
+    moved by exactly one gradient step of ``loss_fn(model(X), y)``, and the loss before the update
+    returned as a Python float. ``model`` must be deterministic (no dropout); it is left in
+    evaluation mode before the call, so a missing ``model.train()`` shows. ``hint`` is added to
+    every message; an error raised by the call gets a default one (use the arguments). Returns
+    the loss."""
+    call = f"{name}(model, X, y, loss_fn, optimizer)"
+    events: list[str] = []
+    expected = copy.deepcopy(model).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    hooks = [model.register_forward_pre_hook(lambda m, _: events.append("forward" if m.training else "forward (eval)"))]
+    hooks += [p.register_hook(lambda g: events.append("backward") if events[-1:] != ["backward"] else None)
+              for p in params]
+
+    def model_zero_grad(set_to_none: bool = True):
+        events.append("zero_grad")
+        nn.Module.zero_grad(model, set_to_none)
+
+    model.eval()
+    model.zero_grad = model_zero_grad  # model.zero_grad() is a valid way to clear the gradients
+    try:
+        returned = check_runs(train_step, model, X, y, loss_fn, _recording_sgd(params, lr, events), call=call,
+                              hint=hint or _USE_ARGUMENTS.format(name=name, args="model, X, y, loss_fn, optimizer"))
+    finally:
+        del model.zero_grad
+        for handle in hooks:
+            handle.remove()
+
+    ran = [e for e in events if e.startswith("forward")]
+    if not ran:
+        _fail(f"{call} never called the model it was given" + (
+            ": call model(X), not model.forward(X)." if "backward" in events else
+            ": use its arguments (model, X, y, loss_fn, optimizer), not the notebook's variables."), hint)
+    if "forward (eval)" in ran:
+        _fail(f"{call} ran the model in evaluation mode: call model.train() at the start of the step.", hint)
+    if "zero_grad" not in events:
+        _fail(f"{call} never calls optimizer.zero_grad(): PyTorch adds each backward pass's gradients "
+              "to the ones already stored, so every update would also repeat all the previous ones. "
+              "Call optimizer.zero_grad() before loss.backward().", hint)
+    if "backward" not in events:
+        _fail(f"{call} never calls loss.backward(): without gradients optimizer.step() has nothing to "
+              "apply.", hint)
+    if "step" not in events:
+        _fail(f"{call} never calls optimizer.step(): the gradients are computed but the weights never "
+              "change. Call optimizer.step() after loss.backward().", hint)
+    if events.count("step") > 1 or events.count("backward") > 1:
+        _fail(f"{call} called loss.backward() {events.count('backward')} and optimizer.step() "
+              f"{events.count('step')} times; one training step is one backward pass and one update.", hint)
+    order = [e for e in events if e in ("zero_grad", "backward", "step")]
+    if order.index("step") < order.index("backward"):
+        _fail(f"{call} calls optimizer.step() before loss.backward(): the update uses the previous "
+              "step's gradients (or none), so the model always lags one step behind. Order: "
+              "zero_grad, backward, step.", hint)
+    if "zero_grad" in order[order.index("backward"):order.index("step")]:
+        _fail(f"{call} calls optimizer.zero_grad() between loss.backward() and optimizer.step(): it "
+              "erases the gradients just computed, so the step changes nothing. Order: zero_grad, "
+              "backward, step.", hint)
+
+    wanted = [p for p in expected.parameters() if p.requires_grad]
+    loss = loss_fn(expected(X), y)
+    with torch.no_grad():
+        for p, g in zip(wanted, torch.autograd.grad(loss, wanted)):
+            p -= lr * g
+    moved = all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(params, wanted))
+    if not moved:
+        _fail(f"{call} changed the weights differently from one gradient step of "
+              "loss_fn(model(X), y): compute the loss from the arguments it was given.", hint)
+    if isinstance(returned, torch.Tensor):
+        _fail(f"{call} returned {describe(returned)}; return loss.item(), a Python float, so the "
+              "history does not keep every step's computation graph alive.", hint)
+    if not isinstance(returned, (int, float)) or isinstance(returned, bool):
+        _fail(f"{call} returned {describe(returned)}; return the step's loss as a float: loss.item().", hint)
+    if not math.isclose(returned, loss.item(), rel_tol=1e-4, abs_tol=1e-6):
+        _fail(f"{call} returned {returned:.6g}, but this step's loss (before the update) was "
+              f"{loss.item():.6g}: return loss.item() of the loss you called backward() on.", hint)
+    return float(returned)
+
+
+def check_predict(predict, model: nn.Module, X: torch.Tensor, name: str = "predict",
+                  hint: str | None = None):
+    """Call ``predict(model, X)`` on the caller's fresh model and inputs, with the model left in
+    training mode, and check that it ran that model in evaluation mode without tracking
+    gradients. Returns what it returned, for the caller to compare with the expected labels."""
+    call = f"{name}(model, X)"
+    runs: list[tuple[bool, bool]] = []
+    hook = model.register_forward_pre_hook(lambda m, _: runs.append((m.training, torch.is_grad_enabled())))
+    model.train()
+    try:
+        out = check_runs(predict, model, X, call=call, hint=hint or _USE_ARGUMENTS.format(name=name, args="model, X"))
+    finally:
+        hook.remove()
+    if not runs:
+        _fail(f"{call} never called the model it was given: use its arguments model and X, not the "
+              "notebook's variables.", hint)
+    if any(training for training, _ in runs):
+        _fail(f"{call} ran the model in training mode: call model.eval() before predicting (layers "
+              "such as dropout and batch norm behave differently while training).", hint)
+    if any(grad for _, grad in runs):
+        _fail(f"{call} tracked gradients: run the model inside `with torch.inference_mode():`, since "
+              "predicting needs no gradients.", hint)
+    return out
+
+
+def check_choice(answer, choices: str, name: str) -> str:
+    """A multiple-choice answer: one of the letters in ``choices`` (any case, spaces ignored).
+    Returns it in upper case. Only the format is checked here; whether it is right is not."""
+    letter = answer.strip().upper() if isinstance(answer, str) else None
+    if letter is None or len(letter) != 1 or letter not in choices.upper():
+        shown = ", ".join(repr(c) for c in choices.upper())
+        _fail(f"{name} is {answer!r}; answer with one letter: {shown}.")
+    return letter

@@ -43,19 +43,30 @@ def gradebook_snapshot(course, lab: str) -> dict:
             for r in nbgrader_ops.scores(course, lab)}
 
 
+def wait_for(predicate, seconds: float = 300):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``seconds`` pass (None)."""
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.2)
+    return None
+
+
 def skip_if_data_missing(lab: str) -> None:
     """Labs that read a dataset from the course data directory (benchmarks.toml `needs_data`)
     are skipped, with the reason, where that dataset is absent. CI always has it."""
     from coursetools import bench
 
-    need = bench.load_specs().get(lab, {}).get("needs_data")
-    if need == "cifar10":
-        from helpers.data import cifar10_available
-
-        if not cifar10_available():
-            pytest.skip(f"{lab} needs CIFAR-10: set COURSE_DATA_DIR (see README)")
-    elif need:
-        pytest.fail(f"{lab}: unknown needs_data {need!r} in benchmarks.toml")
+    try:
+        missing = bench.missing_data(lab)
+    except ValueError as problem:
+        pytest.fail(str(problem))
+    if missing:
+        pytest.skip(f"{lab} needs {missing}: set COURSE_DATA_DIR (see README)")
 
 
 def pytest_collection_modifyitems(config, items):

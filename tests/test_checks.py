@@ -216,3 +216,106 @@ def test_temporary_mode_restores_the_mode_even_on_error():
         raise RuntimeError("boom")
     assert not model.training
     assert model_device(model) == torch.device("cpu") and model_device(nn.ReLU()) == torch.device("cpu")
+
+
+def test_check_runs_turns_an_exception_into_one_message():
+    assert checks.check_runs(lambda a, b=0: a + b, 1, b=2, call="add") == 3
+    layer = nn.Linear(2, 1)
+    fails(checks.check_runs, layer, torch.zeros(5, 3), call="Perceptron(3, 2)(x)", hint="use in_features",
+          match=r"Perceptron\(3, 2\)\(x\) raised RuntimeError: mat1 and mat2 .*Hint: use in_features")
+    try:
+        checks.check_runs(layer, torch.zeros(5, 3), call="f")
+    except CheckFailed as failure:  # no chained library traceback behind the message
+        assert failure.__context__ is None and failure.__cause__ is None
+
+
+# train_step variants and mutants: each is the exercise written differently.
+def _written(skip=(), order=("zero_grad", "backward", "step"), result="item", train=True, forward="call"):
+    def step(model, X, y, loss_fn, optimizer):
+        if train:
+            model.train()
+        loss = loss_fn(model(X) if forward == "call" else model.forward(X), y)
+        actions = {"zero_grad": optimizer.zero_grad, "backward": loss.backward, "step": optimizer.step}
+        for action in order:
+            if action not in skip:
+                actions[action]()
+        if result == "after":
+            return loss_fn(model(X), y).item()
+        return loss.item() if result == "item" else loss
+    return step
+
+
+_step = _written()
+
+
+def _model_zero_grad(model, X, y, loss_fn, optimizer):
+    model.train()
+    model.zero_grad()
+    loss = loss_fn(model(X), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss)  # torch warns here; the check keeps the warning out of the test cell
+
+
+@pytest.mark.parametrize("step", [_step, _written(order=("backward", "step", "zero_grad")), _model_zero_grad])
+def test_train_step_accepts_valid_orders(step, capsys, recwarn):
+    torch.manual_seed(0)
+    X, y = torch.rand(6, 3), torch.tensor([[0.0], [1.0], [1.0], [0.0], [1.0], [0.0]])
+    model = nn.Sequential(nn.Linear(3, 1), nn.Sigmoid())
+    before = nn.BCELoss()(model(X), y).item()
+    assert checks.check_train_step(step, model, X, y, nn.BCELoss(), lr=0.3) == pytest.approx(before)
+    assert nn.BCELoss()(model(X), y).item() < before  # the step was taken on the model given
+    assert not hasattr(model, "zero_grad") or model.zero_grad.__func__ is nn.Module.zero_grad  # spy removed
+    assert capsys.readouterr().err == "" and len(recwarn) == 0
+
+
+@pytest.mark.parametrize("step, match", [
+    (_written(skip=("zero_grad",)), r"never calls optimizer.zero_grad\(\)"),
+    (_written(skip=("step",)), r"never calls optimizer.step\(\).*weights never change"),
+    (_written(skip=("backward",)), r"never calls loss.backward\(\)"),
+    (_written(order=("zero_grad", "step", "backward")), r"step\(\) before loss.backward\(\)"),
+    (_written(order=("backward", "zero_grad", "step")), r"zero_grad\(\) between loss.backward\(\) and"),
+    (_written(result="tensor"), r"returned a tensor .*loss.item\(\)"),
+    (_written(result="after"), r"before the update"),
+    (_written(train=False), r"evaluation mode: call model.train\(\)"),
+    (_written(forward="method"), r"not model.forward\(X\)"),
+    (lambda model, X, y, loss_fn, optimizer: _step(nn.Linear(3, 1), X, y, nn.MSELoss(), optimizer),
+     "never called the model it was given: use its arguments"),
+    (lambda model, X, y, loss_fn, optimizer: _step(model, torch.zeros(4, 2), y, loss_fn, optimizer),
+     r"raised RuntimeError: mat1 and mat2.* Hint: train_step must work for any model and data"),
+])
+def test_train_step_mutants_get_the_fix_named(step, match):
+    X, y = torch.rand(6, 3), torch.ones(6, 1)
+    fails(checks.check_train_step, step, nn.Sequential(nn.Linear(3, 1), nn.Sigmoid()), X, y, nn.BCELoss(),
+          match=match)
+
+
+def test_train_step_with_another_loss_reveals_the_notebooks_loss_fn():
+    X, y = torch.rand(6, 3), torch.rand(6, 1)
+    uses_bce = lambda model, X, y, loss_fn, optimizer: _step(model, X, y, nn.BCELoss(), optimizer)  # noqa: E731
+    fails(checks.check_train_step, uses_bce, nn.Sequential(nn.Linear(3, 1), nn.Sigmoid()), X, y, nn.MSELoss(),
+          match="differently from one gradient step")
+
+
+def test_check_predict_judges_mode_and_gradients():
+    X = torch.rand(5, 2)
+    model = nn.Sequential(nn.Linear(2, 1), nn.Sigmoid())
+
+    def predict(model, X):
+        model.eval()
+        with torch.inference_mode():
+            return (model(X) > 0.5).float()
+
+    out = checks.check_predict(predict, model, X)
+    assert out.shape == (5, 1) and not model.training
+    fails(checks.check_predict, lambda m, X: (m(X) > 0.5).float(), model, X, match="training mode: call model.eval")
+    fails(checks.check_predict, lambda m, X: (m.eval()(X) > 0.5).float(), model, X, match="inference_mode")
+    fails(checks.check_predict, lambda m, X: torch.ones(5, 1), model, X, match="never called the model")
+    fails(checks.check_predict, lambda m, X: m.eval()(X[:, :1]), model, X, match=r"raised RuntimeError.*use its arguments")
+
+
+def test_check_choice_validates_format_only():
+    assert checks.check_choice(" b ", "ABCD", "lr_prediction") == "B"
+    fails(checks.check_choice, "slower", "ABCD", "lr_prediction", match=r"one letter: 'A', 'B', 'C', 'D'")
+    fails(checks.check_choice, 2, "ABCD", "lr_prediction", match="is 2")
+    fails(checks.check_choice, "E", "ABCD", "lr_prediction", match="one letter")

@@ -606,8 +606,8 @@ def test_course_inputs_unchanged(batch):
 
 
 def _extra_autograded(course: Path, student: str) -> list[str]:
-    """Files in autograded/<student>/<lab> besides the notebook, timestamp.txt and the saved
-    model; and any file above its size limit."""
+    """Files in autograded/<student>/<lab> besides the notebook, timestamp.txt,
+    submission_secret.txt and the saved model; and any file above its size limit."""
     folder = course / "autograded" / student / LAB
     if not folder.exists():
         return []
@@ -625,7 +625,7 @@ def _extra_autograded(course: Path, student: str) -> list[str]:
         if rel == f"{LAB}.ipynb":
             if size > MAX_NOTEBOOK:
                 extra.append(f"{rel} is {size / 1024 ** 2:.0f} MB")
-        elif rel in ("timestamp.txt", "models/lab01_perceptron_or.pth"):
+        elif rel in ("timestamp.txt", "submission_secret.txt", "models/lab01_perceptron_or.pth"):
             if size > MAX_OTHER_FILE:
                 extra.append(f"{rel} is {size / 1024 ** 2:.0f} MB")
         else:

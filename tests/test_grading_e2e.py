@@ -16,6 +16,7 @@ import pytest
 
 from coursetools import build, grading, layout, nbgrader_ops, notebooks
 from conftest import ROOT, make_grading_course
+from conftest import wait_for as _wait_for
 from conftest import gradebook_snapshot as snapshot_of
 
 # One xdist worker runs this module: its module-scoped batch is graded once, not once per worker.
@@ -313,16 +314,6 @@ def _processes_mentioning(text: str) -> list:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return found
-
-
-def _wait_for(predicate, seconds: float = 300):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.2)
-    return None
 
 
 def test_a_dead_worker_is_replaced_and_its_submission_requeued(tmp_path):

@@ -156,7 +156,7 @@ def plan(tests: dict[str, str]) -> dict:
     (kind, group, detail): kind error -> detail (ename, message, line); partial / stderr /
     missing / no-notebook. ``group`` names the reason row the report must produce."""
     c1, c2, c4, c5, c6 = (tests[g] for g in ("ex1_data_tests", "ex2_model_tests", "ex4_training_tests",
-                                              "ex5_evaluate_tests", "ex6_save_load_tests"))
+                                              "ex6_evaluate_tests", "ex7_save_load_tests"))
     p = defaultdict(dict)
 
     def err(student, cell, group, ename, message, line):
@@ -183,7 +183,7 @@ def plan(tests: dict[str, str]) -> dict:
             line_of(c2, "check_type(model, Perceptron"))
     err("s08", "ex2_model_tests", "html", "ValueError",
         '<img src="http://evil.example/x.png"> & <script src="https://evil.example/x.js"></script>',
-        line_of(c2, "out = model(X)"))
+        line_of(c2, "out = check_runs(model, X"))
 
     for i, loss in zip(range(10, 16), (0.693, 0.412, 0.25, 0.3333, 1.5, 0.201)):
         err(f"s{i:02d}", "ex4_training_tests", "final loss", "AssertionError",
@@ -197,17 +197,17 @@ def plan(tests: dict[str, str]) -> dict:
     err("s21", "ex4_training_tests", "bare A", "AssertionError", "", line_of(c4, "assert recomputed_loss < 0.2"))
     err("s22", "ex4_training_tests", "bare B", "AssertionError", "", line_of(c4, "check_values((final_prob"))
 
-    p["s23"]["ex5_evaluate_tests"] = ("stderr", "stderr", "/tmp/ipykernel_41/2231.py:7: UserWarning: slow\n  x = 1\n")
-    p["s24"]["ex5_evaluate_tests"] = ("partial", "partial", 0.5)
-    p["s25"]["ex5_evaluate_tests"] = ("missing", "missing", None)
+    p["s23"]["ex6_evaluate_tests"] = ("stderr", "stderr", "/tmp/ipykernel_41/2231.py:7: UserWarning: slow\n  x = 1\n")
+    p["s24"]["ex6_evaluate_tests"] = ("partial", "partial", 0.5)
+    p["s25"]["ex6_evaluate_tests"] = ("missing", "missing", None)
     # interrupted by nbgrader's per-cell timeout, in a traceback that names no cell line
-    err("s28", "ex5_evaluate_tests", "interrupted", "KeyboardInterrupt", "", None)
+    err("s28", "ex6_evaluate_tests", "interrupted", "KeyboardInterrupt", "", None)
 
     for i, path in zip((1, 2, 3), ("my_models/a.pth", "out/b.pth", "/home/s03/c.pth")):
-        err(f"s{i:02d}", "ex6_save_load_tests", "save path", "AssertionError",
+        err(f"s{i:02d}", "ex7_save_load_tests", "save path", "AssertionError",
             f"MODEL_SAVE_PATH is {path}; expected models/lab01_perceptron_or.pth.",
             line_of(c6, "assert Path(MODEL_SAVE_PATH)"))
-    p["s26"]["ex6_save_load_tests"] = ("no notebook", "no notebook", None)
+    p["s26"]["ex7_save_load_tests"] = ("no notebook", "no notebook", None)
     return p
 
 
@@ -290,7 +290,7 @@ def course(tmp_path_factory):
                     cell["outputs"] = [{"output_type": "stream", "name": "stderr", "text": outcome[2]}]
             kept.append(cell)
         nb["cells"] = kept
-        if outcomes[student].get("ex6_save_load_tests", ("",))[0] != "no notebook":
+        if outcomes[student].get("ex7_save_load_tests", ("",))[0] != "no notebook":
             path = layout.notebook(course, "autograded", LAB, student=student)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(nb))
@@ -301,7 +301,7 @@ def course(tmp_path_factory):
         entry = {"student": student, "lab": LAB, "status": status,
                  "reason": "invalid notebook (JSONDecodeError: Expecting value)" if status == "failed" else "",
                  "notes": ["no timestamp.txt (lateness unknown)"] if student == "s05" else [],
-                 "score": None, "max_score": 6.0, "cells": {},
+                 "score": None, "max_score": 8.0, "cells": {},
                  "timestamp": timestamp(student).strftime("%Y-%m-%d %H:%M:%S.%f UTC"),
                  "seconds": 10.0 + int(student[1:]), "digest": "0" * 16}
         if status == "needs review":
@@ -373,8 +373,8 @@ def test_summary_counts_statuses_completion_and_lateness(full_report):
     assert students.loc["s29", "status"] == "failed" and "JSONDecodeError" in students.loc["s29", "reason"]
     assert students.loc["s30", "status"] == "needs review" and "score changed" in students.loc["s30", "review"]
     assert students.loc["s21", "seconds_late"] == 3600
-    assert students.loc["s27", "score"] == 6.0 and students.loc["s01", "score"] == 3.0
-    assert students.loc["s28", "score"] == 5.0
+    assert students.loc["s27", "score"] == 8.0 and students.loc["s01", "score"] == 5.0
+    assert students.loc["s28", "score"] == 7.0
 
 
 def test_reasons_are_grouped_as_planted(course, full_report):
@@ -403,7 +403,7 @@ def test_reasons_are_grouped_as_planted(course, full_report):
     assert shape["distinct_messages"] == 4
     assert shape["reason"].startswith("y has shape (…); expected (4, 1).")
     assert reasons[reasons["cell"] == "ex1_data_tests"]["students"].tolist() == [8, 4, 3, 1]   # most frequent first
-    path = reasons[(reasons["cell"] == "ex6_save_load_tests") & (reasons["students"] == 3)].iloc[0]
+    path = reasons[(reasons["cell"] == "ex7_save_load_tests") & (reasons["students"] == 3)].iloc[0]
     assert path["reason"] == "MODEL_SAVE_PATH is <path>; expected models/lab01_perceptron_or.pth."
     bare = reasons[(reasons["cell"] == "ex4_training_tests") & (reasons["pattern"] == "(no message)")]
     assert sorted(bare["example_student"]) == ["s21", "s22"]       # same (empty) message, different checks
@@ -447,8 +447,8 @@ def test_since_filter(course, tmp_path):
     s = report.summary
     assert s["graded"] == 4 and s["submitted"] == 5        # s26-s28, s30 graded; s29 failed
     table = pd.read_csv(tmp_path / f"{LAB}-exercises.csv").set_index("cell")
-    assert table.loc["ex6_save_load_tests", "zero"] == 1   # s26, its notebook missing
-    assert table.loc["ex5_evaluate_tests", "zero"] == 1    # s28, interrupted
+    assert table.loc["ex7_save_load_tests", "zero"] == 1   # s26, its notebook missing
+    assert table.loc["ex6_evaluate_tests", "zero"] == 1    # s28, interrupted
     assert table["zero"].sum() == 2
     students = pd.read_csv(tmp_path / f"{LAB}-students.csv").set_index("student")
     assert students.loc["s01", "status"] == "before --since"
@@ -464,7 +464,7 @@ def test_cli_writes_html_csv_and_json(course, tmp_path):
     for name in (f"{LAB}.html", f"{LAB}-students.csv", f"{LAB}-exercises.csv", f"{LAB}-reasons.csv", f"{LAB}.json"):
         assert (out / name).is_file(), name
     data = json.loads((out / f"{LAB}.json").read_text())
-    assert data["summary"]["graded"] == 2 and len(data["exercises"]) == 6
+    assert data["summary"]["graded"] == 2 and len(data["exercises"]) == 8
 
 
 def test_json_is_plain_json(full_report):
@@ -481,16 +481,16 @@ def test_without_a_gradebook_the_ledger_scores_are_used(tmp_path):
     """A copy of the course without gradebook.db (say, a TA's): the report reads the ledger's
     scores and never creates a gradebook."""
     course = build.scratch_course(ROOT, tmp_path / "course")
-    for student, cells in {"a": [1, 1, 1, 1, 1, 1], "b": [0, 1, 1, 1, 1, 0]}.items():
+    for student, cells in {"a": [1, 1, 1, 1, 1, 1, 1, 1], "b": [0, 1, 1, 1, 1, 1, 1, 0]}.items():
         ids = ["ex1_data_tests", "ex2_model_tests", "ex3_loss_optim_tests", "ex4_training_tests",
-               "ex5_evaluate_tests", "ex6_save_load_tests"]
+               "ex5_predict_lr_tests", "ex6_evaluate_tests", "ex7_save_load_tests", "ex8_predict_xor_tests"]
         entry = {"student": student, "lab": LAB, "status": "graded", "reason": "", "notes": [],
                  "cells": {g: [float(v), 1.0] for g, v in zip(ids, cells)}, "timestamp": None, "seconds": 12.5}
         (course / "grading" / LAB).mkdir(parents=True, exist_ok=True)
         (course / "grading" / LAB / f"{student}.json").write_text(json.dumps(entry))
     [report] = write_reports(course, [LAB], tmp_path / "out")
     assert not (course / "gradebook.db").exists()
-    assert report.summary["graded"] == 2 and report.summary["mean_score"] == 5.0
+    assert report.summary["graded"] == 2 and report.summary["mean_score"] == 7.0
     assert report.summary["has_gradebook"] is False
     table = pd.read_csv(tmp_path / "out" / f"{LAB}-exercises.csv").set_index("cell")
     assert table.loc["ex1_data_tests", "zero"] == 1 and table.loc["ex1_data_tests", "lost_other"] == 1

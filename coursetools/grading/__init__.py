@@ -2,6 +2,7 @@
 
 One module per job:
 - :mod:`coordinator` decides what to grade, runs the worker pool, merges results;
+- :mod:`cluster` grades on a Dask cluster instead of the local pool (``--scheduler``);
 - :mod:`worker` grades one submission in a private scratch course;
 - :mod:`submission` takes a submission in (what is read, repairs, refusals);
 - :mod:`policy` is the static code policy that flags submissions for review;
@@ -12,6 +13,8 @@ One module per job:
   outcomes and checks the gradebook against them; :mod:`review` records instructors'
   decisions; :mod:`export` is the CSV export with statuses.
 """
+from coursetools.grading.cluster import ClusterLost, ClusterRefused, scheduler_address
+from coursetools.grading.cluster import connect as connect_cluster
 from coursetools.grading.coordinator import (containment, default_workers, find_students, format_results,
                                              grade_lab)
 from coursetools.grading.ledger import FAILED, GRADED, LEDGER_DIR, REVIEW, SKIPPED, Result
@@ -23,7 +26,7 @@ from coursetools.grading.submission import prepare as prepare_submission
 from coursetools.grading.worker import Limits, network_isolation_available
 
 
-__all__ = ["FAILED", "GRADED", "LEDGER_DIR", "REVIEW", "SKIPPED", "Limits", "Result", "SubmissionProblem",
-           "containment", "default_workers", "find_students", "format_results", "grade_lab",
-           "network_isolation_available", "prepare_submission", "read_ledger", "remove_from_gradebook",
-           "scan_outputs", "submission_digest"]
+__all__ = ["FAILED", "GRADED", "LEDGER_DIR", "REVIEW", "SKIPPED", "ClusterLost", "ClusterRefused", "Limits",
+           "Result", "SubmissionProblem", "connect_cluster", "containment", "default_workers", "find_students",
+           "format_results", "grade_lab", "network_isolation_available", "prepare_submission", "read_ledger",
+           "remove_from_gradebook", "scan_outputs", "scheduler_address", "submission_digest"]

@@ -98,8 +98,11 @@ def warm_data_cache(lab: str) -> None:
 
 
 def grade_lab(course: Path, lab: str, students: list[str] | None = None, workers: int | None = None,
-              limits: Limits | None = None, force: bool = False, progress: bool = True) -> list[Result]:
-    """Grade every (or the named) submission of ``lab``; return one Result per student."""
+              limits: Limits | None = None, force: bool = False, progress: bool = True,
+              cluster=None) -> list[Result]:
+    """Grade every (or the named) submission of ``lab``; return one Result per student. With
+    ``cluster`` (a connected :class:`cluster.Cluster`) the submissions are graded on its Dask
+    workers instead of a local process pool; everything else is the same."""
     from coursetools import bench
 
     limits = limits or Limits()
@@ -121,10 +124,11 @@ def grade_lab(course: Path, lab: str, students: list[str] | None = None, workers
     if not todo:
         return [results[s] for s in everyone]
 
-    use_sandbox, how = containment(limits)
+    use_sandbox, how = containment(limits) if cluster is None else (cluster.sandboxed, cluster.how)
     allowed = list(bench.load_specs().get(lab, {}).get("allowed_imports", []))
     remove_stale_scratch()
-    warm_data_cache(lab)
+    if cluster is None:
+        warm_data_cache(lab)  # Dask workers warm their own
     scratch_root = tempfile.mkdtemp(prefix=f"grade-{lab}-{os.getpid()}-")
     bar = None
     if progress:
@@ -132,8 +136,20 @@ def grade_lab(course: Path, lab: str, students: list[str] | None = None, workers
 
         bar = tqdm(total=len(todo), desc=f"grading {lab}", unit="submission", file=sys.stderr)
     attempts: Counter = Counter()
+
+    def finish(student: str, result: Result) -> None:
+        _carry_decision(result, previous_of.get(student))
+        merge.record(course, result)
+        results[student] = result
+        if bar:
+            bar.update(1)
+            bar.set_postfix_str(f"{student}: {result.status}")
+
     try:
-        while todo:
+        if cluster is not None:
+            cluster.grade(course, lab, todo, limits, allowed, scratch_root, finish)
+            todo = []  # every submission was merged by finish()
+        while todo:  # the local process pool
             batch, todo = todo, []
             pool = ProcessPoolExecutor(max_workers=min(workers, len(batch)), initializer=worker.init,
                                        initargs=(str(course), lab, limits, scratch_root, use_sandbox, how,
@@ -151,15 +167,10 @@ def grade_lab(course: Path, lab: str, students: list[str] | None = None, workers
                             if attempts[student] < MAX_ATTEMPTS:
                                 todo.append(student)  # requeued on a fresh pool
                                 continue
-                            result = _crashed(course, lab, student, f"a grading worker died {MAX_ATTEMPTS} times")
+                            result = crashed(course, lab, student, f"a grading worker died {MAX_ATTEMPTS} times")
                         except Exception as exc:  # noqa: BLE001 - a worker error fails one submission
-                            result = _crashed(course, lab, student, f"{type(exc).__name__}: {exc}")
-                        _carry_decision(result, previous_of.get(student))
-                        merge.record(course, result)
-                        results[student] = result
-                        if bar:
-                            bar.update(1)
-                            bar.set_postfix_str(f"{student}: {result.status}")
+                            result = crashed(course, lab, student, f"{type(exc).__name__}: {exc}")
+                        finish(student, result)
             except BaseException:
                 for process in list((getattr(pool, "_processes", None) or {}).values()):
                     process.kill()  # their nbgrader children and sandboxes die with them
@@ -174,7 +185,8 @@ def grade_lab(course: Path, lab: str, students: list[str] | None = None, workers
     return [results[s] for s in everyone]
 
 
-def _crashed(course: Path, lab: str, student: str, why: str) -> Result:
+def crashed(course: Path, lab: str, student: str, why: str) -> Result:
+    """A Result for a submission the grader itself failed on (regraded by the next run)."""
     return Result(student, lab, FAILED, reason=f"grader crashed: {why}"[:200],
                   digest=submission.digest(course / "submitted" / student / lab))
 

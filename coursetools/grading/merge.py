@@ -9,24 +9,30 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
-from coursetools import nbgrader_ops
-from coursetools.grading import ledger
+from coursetools import nbgrader_ops, notebooks
+from coursetools.grading import ledger, submission
 from coursetools.grading.ledger import FAILED, Result
 
 
 def install_autograded(course: Path, result: Result) -> None:
     """Move the scratch autograded notebook into ``autograded/<student>/<lab>`` atomically.
-    Only regular files the grader wrote are taken (the notebook, timestamp.txt)."""
+    Only regular files the grader wrote are taken: the notebook and, for nbgrader's
+    generate_feedback and release_feedback, timestamp.txt and submission_secret.txt.
+    release_feedback reads timestamp.txt (for its log only), so a submission without a usable
+    one gets the grading time there; the gradebook keeps its lateness unknown."""
     final = course / "autograded" / result.student / result.lab
     staging = final.parent / f".{result.lab}.incoming"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in (f"{result.lab}.ipynb", "timestamp.txt"):
+    for name in (f"{result.lab}.ipynb", "timestamp.txt", submission.SECRET_FILE):
         src = Path(result.autograded_dir) / name
         if src.is_file() and not src.is_symlink():
             shutil.copy2(src, staging / name)
+    if not (staging / "timestamp.txt").is_file():
+        (staging / "timestamp.txt").write_text(datetime.now(timezone.utc).strftime(notebooks.TIMESTAMP_FORMAT))
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
@@ -34,14 +40,17 @@ def install_autograded(course: Path, result: Result) -> None:
 
 def merge_into_gradebook(course: Path, result: Result) -> None:
     """Write one graded submission into the course gradebook in one transaction: the
-    submission with its timestamp and every cell's auto score (and a reviewer's zero)."""
+    submission with its timestamp and every cell's auto score (and a reviewer's zero). A
+    student without names gets those ``roster.csv`` lists (coursetools.students)."""
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
+
+    from coursetools import students
 
     with warnings.catch_warnings(), Gradebook(nbgrader_ops.db_url(course), nbgrader_ops.course_id(course)) as gb:
         # nbgrader's add_submission triggers a harmless SQLAlchemy autoflush warning.
         warnings.simplefilter("ignore", SAWarning)
-        gb.update_or_create_student(result.student)
+        students.fill_names(gb, result.student, students.roster(course).get(result.student))
         submission = gb.update_or_create_submission(result.lab, result.student, timestamp=result.timestamp)
         for nb in submission.notebooks:
             for grade in nb.grades:

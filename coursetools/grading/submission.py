@@ -1,13 +1,16 @@
 """Taking a submission in: what is read from ``submitted/<student>/<lab>`` and how.
 
-Only ``<lab>.ipynb`` (or the one notebook a student renamed) and ``timestamp.txt`` are taken,
-as regular files; a folder holding symlinks, FIFOs, sockets or device files is refused with
-a status, and the original folder is never modified. The copy is repaired where nbgrader
-would choke (duplicated graded cells) and the repairs are noted.
+Only ``<lab>.ipynb`` (or the one notebook a student renamed), ``timestamp.txt`` and
+``submission_secret.txt`` (made when missing) are taken, as regular files; a folder holding
+symlinks, FIFOs, sockets or device files is refused with a status, and the original folder is
+never modified. The copy is repaired where nbgrader would choke (duplicated graded cells) and
+the repairs are noted.
 """
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 import shutil
 import stat
 from datetime import datetime
@@ -18,6 +21,8 @@ import nbformat
 from coursetools import layout, notebooks
 
 MAX_NOTEBOOK_BYTES = 64 * 1024 ** 2
+SECRET_FILE = "submission_secret.txt"
+MAX_SECRET_CHARS = 256
 
 
 class SubmissionProblem(Exception):
@@ -115,7 +120,23 @@ def prepare(course: Path, scratch: Path, lab: str, student: str) -> tuple[list[s
     timestamp = read_timestamp(original, notes)
     if timestamp is not None:
         (target / "timestamp.txt").write_text(timestamp)
+    (target / SECRET_FILE).write_text(read_secret(original, notes))
     return notes, timestamp
+
+
+def read_secret(folder: Path, notes: list[str]) -> str:
+    """The submission's ``submission_secret.txt`` as nbgrader's submit wrote it, else a new
+    one. nbgrader names released feedback by a hash of this secret (release_feedback) and a
+    student finds it with the copy kept at submit (fetch_feedback); a submission copied by hand
+    has none, and release_feedback would stop on it for the whole lab."""
+    path = folder / SECRET_FILE
+    if path.is_file():
+        with open(path, "rb") as f:
+            text = f.read(MAX_SECRET_CHARS + 1).decode("ascii", errors="replace")
+        if re.fullmatch(r"[0-9a-f]{1,%d}" % MAX_SECRET_CHARS, text):
+            return text
+        notes.append(f"malformed {SECRET_FILE} replaced (its feedback cannot be fetched through the exchange)")
+    return secrets.token_hex(64)  # as nbgrader's submit makes it
 
 
 def repair_cells(nb, release) -> tuple[object, list[str]]:

@@ -164,6 +164,13 @@ def init(course: str, lab: str, limits: Limits, scratch_root: str, use_sandbox: 
          isolate: bool, allowed_imports: list[str]) -> None:
     """Each worker process gets its own scratch course with a private SQLite gradebook."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C
+    _WORKER.update(setup(course, lab, limits, scratch_root, use_sandbox, sandbox_how, isolate, allowed_imports))
+
+
+def setup(course: str, lab: str, limits: Limits, scratch_root: str, use_sandbox: bool, sandbox_how: str,
+          isolate: bool, allowed_imports: list[str]) -> dict:
+    """A scratch course in ``scratch_root`` ready to grade ``lab``: what a worker holds (also
+    built by a Dask worker, :mod:`cluster`, where signals belong to the worker)."""
     scratch = Path(tempfile.mkdtemp(prefix="w", dir=scratch_root))
     build.scratch_course(Path(course), scratch)
     with open(scratch / "nbgrader_config.py", "a") as config:
@@ -196,24 +203,38 @@ def init(course: str, lab: str, limits: Limits, scratch_root: str, use_sandbox: 
                             Limits(time_limit=600, memory_gb=limits.memory_gb), env, False)
     if code != 0:
         raise RuntimeError(f"could not prepare a scratch course: {log[-2000:]}")
-    _WORKER.update(course=Path(course), scratch=scratch, lab=lab, limits=limits, env=env,
-                   isolate=isolate and not use_sandbox, how=sandbox_how, allowed=allowed_imports,
-                   release=notebooks.read(layout.notebook(scratch, "release", lab)))
+    return dict(course=Path(course), scratch=scratch, lab=lab, limits=limits, env=env,
+                isolate=isolate and not use_sandbox, how=sandbox_how, allowed=allowed_imports,
+                release=notebooks.read(layout.notebook(scratch, "release", lab)))
 
 
-def grade(student: str) -> Result:
+def grade(student: str, w: dict | None = None) -> Result:
     """Grade one submission in this worker's scratch course."""
-    w = _WORKER
-    course, scratch, lab, limits = w["course"], w["scratch"], w["lab"], w["limits"]
+    w = w or _WORKER
+    start = time.perf_counter()
+    result = take_in(w["course"], w["scratch"], w["lab"], student, w["how"])
+    return result if result.reason else grade_taken(result, start, w)
+
+
+def take_in(course: Path, scratch: Path, lab: str, student: str, how: str) -> Result:
+    """Copy the gradable part of a submission into ``scratch`` (:func:`submission.prepare`);
+    the Result has a ``reason`` (failed) when there is nothing gradable."""
     original = course / "submitted" / student / lab
-    result = Result(student, lab, FAILED, digest=submission.digest(original), sandbox=w["how"])
+    result = Result(student, lab, FAILED, digest=submission.digest(original), sandbox=how)
     start = time.perf_counter()
     try:
         result.notes, result.timestamp = submission.prepare(course, scratch, lab, student)
     except submission.SubmissionProblem as problem:
         result.reason = str(problem)
         result.seconds = round(time.perf_counter() - start, 1)
-        return result
+    return result
+
+
+def grade_taken(result: Result, start: float, w: dict | None = None) -> Result:
+    """Grade a submission already taken into the worker's scratch course: code policy, then
+    ``nbgrader autograde`` (kernel in the sandbox), then what the trusted side wrote."""
+    w = w or _WORKER
+    scratch, lab, limits, student = w["scratch"], w["lab"], w["limits"], result.student
     taken = layout.notebook(scratch, "submitted", lab, student=student)
     result.review = [str(f) for f in policy.scan(notebooks.read(taken), w["release"], w["allowed"])]
     shutil.rmtree(scratch / "autograded" / student, ignore_errors=True)

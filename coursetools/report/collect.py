@@ -19,7 +19,6 @@ Gradebook API would create an empty database otherwise).
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -27,14 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from coursetools import layout, nbgrader_ops
-from coursetools.report import failures
+from coursetools import layout, nbgrader_ops, notebooks
+from coursetools.report import failures, messages
 from coursetools.report.failures import CellFailure
 
 LEDGER_DIR = "grading"
-_EXERCISE = re.compile(r"^\s*#{1,6}\s*(Exercise\s+[\w.]+)\s*(?:[—–:-]+\s*(.*?))?\s*(?:\(\s*[\d.]+\s*points?\s*\))?\s*$",
-                       re.IGNORECASE)
-SECRET_MIN_CHARS = 16  # hidden lines at least this long are redacted wherever they show up
 
 
 @dataclass
@@ -48,7 +44,7 @@ class Exercise:
 
     @property
     def name(self) -> str:
-        return f"{self.label} — {self.title}" if self.title else self.label
+        return notebooks.exercise_name(self.label, self.title)
 
 
 @dataclass
@@ -101,17 +97,13 @@ def exercises(course: Path, lab: str) -> list[Exercise]:
     if release is None:
         raise FileNotFoundError(f"no release or source notebook for {lab} in {course}")
     sources = {_meta(c).get("grade_id"): _source(c) for c in source["cells"] if _meta(c).get("grade")}
-    found, label, title = [], "", ""
+    headings = notebooks.exercise_headings(release["cells"])
+    found = []
     for cell in release["cells"]:
-        if cell.get("cell_type") == "markdown":
-            for line in _source(cell).splitlines():
-                match = _EXERCISE.match(line)
-                if match:
-                    label, title = match.group(1).strip(), (match.group(2) or "").strip()
-                    break
         meta = _meta(cell)
         if meta.get("grade") and meta.get("grade_id"):
             gid = meta["grade_id"]
+            label, title = headings.get(gid, ("", ""))
             name = label or gid
             if any(e.label == name for e in found):  # a second graded cell under one heading
                 name = f"{name} ({gid})"
@@ -132,25 +124,17 @@ def delimiters(course: Path) -> tuple[str, str]:
 
 def secret_lines(exercises_: list[Exercise], begin: str, end: str) -> list[str]:
     """Hidden-test source lines long enough to be recognisable, longest first."""
-    lines = {line for e in exercises_ for line in failures.hidden_source(e.source, begin, end)
-             if len(line) >= SECRET_MIN_CHARS}
-    return sorted(lines, key=len, reverse=True)
+    return messages.recognisable(line for e in exercises_ for line in failures.hidden_source(e.source, begin, end))
 
 
 # ------------------------------------------------------------------ gradebook and ledger
 
-def _gradebook_file_missing(url: str) -> bool:
-    if not url.startswith("sqlite:///"):
-        return False
-    return not Path(url[len("sqlite:///"):]).is_file()
-
-
 def read_gradebook(course: Path, lab: str) -> dict | None:
     """Roster, submissions (timestamp, seconds late) and cell scores of ``lab`` from the
     gradebook; None when the course has no gradebook yet."""
-    url = nbgrader_ops.db_url(course)
-    if _gradebook_file_missing(url):
+    if not nbgrader_ops.gradebook_exists(course):
         return None
+    url = nbgrader_ops.db_url(course)
     from nbgrader.api import (Gradebook, Grade, GradeCell, MissingEntry, SubmittedAssignment,
                               SubmittedNotebook)
 

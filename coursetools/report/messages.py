@@ -122,6 +122,15 @@ def describe(members: list[Normalised]) -> str:
     return _SPAN.sub(shown, first.template) or "(no message)"
 
 
+SECRET_MIN_CHARS = 16  # hidden lines at least this long are redacted wherever they show up
+
+
+def recognisable(lines) -> list[str]:
+    """The distinct lines long enough to be recognised inside other text, longest first (what
+    ``redact`` looks for)."""
+    return sorted({line for line in lines if len(line) >= SECRET_MIN_CHARS}, key=len, reverse=True)
+
+
 def redact(text: str, secret_lines: list[str]) -> str:
     """``text`` with every occurrence of a hidden-test source line replaced by a marker.
 
