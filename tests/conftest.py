@@ -86,3 +86,18 @@ def pytest_collection_modifyitems(config, items):
 
     order = {id(item): position for position, item in enumerate(items)}
     items.sort(key=lambda item: (-cost(item), order[id(item)]))
+
+
+
+def pytest_configure(config):
+    """`--dist loadgroup` must keep an ``xdist_group`` on one worker: the heavy module fixtures
+    (the attack batch, the grading and cluster courses) are built once, and two copies of one
+    batch grading the same students side by side would see each other's processes. xdist groups
+    an item by setting ``item._nodeid`` to ``id@group``; pytest 9.2 no longer reads that
+    attribute, and grouping silently stops (every group runs on both workers). Refuse to run so."""
+    if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "loadgroup":
+        return
+    if "_nodeid" not in pytest.Item.nodeid.fget.__code__.co_names:
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} ignores pytest-xdist's xdist_group (--dist loadgroup): every "
+            "grouped test module would run on both workers. Install the pytest pyproject.toml pins.")
