@@ -65,6 +65,13 @@ c.GenerateSolution.preprocessors = [
     NB + "IncludeHeaderFooter", NB + "LockCells", NB + "ClearOutput", NB + "ClearHiddenTests", NB + "ClearMarkScheme",
 ]
 
+# Autograding runs student code: grade with `course grade LAB` (sandboxed, under limits).
+# Plain `nbgrader autograde`, and Formgrader's autograde button that runs it, refuse and name
+# that command (coursetools/grading/plain_autograde.py): they would run the code unsandboxed
+# with your rights. COURSE_PLAIN_AUTOGRADE=1 lets them run on a notebook you trust.
+if not os.environ.get("COURSE_PLAIN_AUTOGRADE"):
+    c.Autograde.exporter_class = "coursetools.grading.plain_autograde.RefusePlainAutograde"
+
 # Feedback for students (coursetools/feedback.py): exercise titles, the failure message first,
 # hidden-test code removed from cells and tracebacks (messages kept; to show students the
 # hidden tests set c.StudentFeedback.hide_hidden_tests = False), math as MathML (no CDN).

@@ -13,6 +13,10 @@ expectations (every ``lose`` cell of every member must lose points). This trades
 attribution for time: one training run instead of several. Group only mutants that break
 independent exercises, or variants.
 
+A case may say ``tier = "extended"``: ``course fidelity`` grades it, CI's fidelity test does not
+(unless ``FIDELITY_TIER=all``). For a heavy lab's extra full-training groups: every case must
+still agree, checked before a change lands, but CI's budget holds only the core.
+
 Two more judgements come from the same grading run, at no extra cost:
 
 - **Messages.** A mutant may declare ``message = "<regex>"``: the error of its first failing
@@ -52,6 +56,7 @@ class Case:
     may_lose: list[str] = field(default_factory=list)
     group: str = ""
     message: str = ""   # regex the error of the first failing `lose` cell must match
+    tier: str = "core"  # "extended": not in CI's fidelity test unless FIDELITY_TIER=all
     parts: list[Case] = field(default_factory=list)  # the cases a merged group combines
 
     @property
@@ -108,9 +113,13 @@ class CaseFileError(ValueError):
     """A cases file is malformed; the message names the file and the case."""
 
 
-def load_cases(lab: str, cases_dir: Path = CASES_DIR, merge: bool = True) -> list[Case]:
-    """The built-in reference and blank cases, then the lab's mutants and variants (with
-    ``merge``, each group combined into one case)."""
+TIERS = ("core", "extended")
+
+
+def load_cases(lab: str, cases_dir: Path = CASES_DIR, merge: bool = True,
+               tiers: tuple[str, ...] = TIERS) -> list[Case]:
+    """The built-in reference and blank cases, then the lab's mutants and variants of
+    ``tiers`` (with ``merge``, each group combined into one case)."""
     cases = [Case("reference", "reference", "the reference solution"),
              Case("blank", "blank", "the release notebook as handed out")]
     path = cases_dir / f"{lab}.toml"
@@ -123,13 +132,16 @@ def load_cases(lab: str, cases_dir: Path = CASES_DIR, merge: bool = True) -> lis
     seen = {"reference", "blank"}
     for i, raw in enumerate(data.get("case", []), start=1):
         where = f"{path.name}, case #{i} ({raw.get('name', 'unnamed')})"
-        unknown = set(raw) - {"name", "kind", "why", "replace", "lose", "may_lose", "group", "message"}
+        unknown = set(raw) - {"name", "kind", "why", "replace", "lose", "may_lose", "group", "message", "tier"}
         if unknown:
             raise CaseFileError(f"{where}: unknown keys {sorted(unknown)}")
         case = Case(name=str(raw.get("name", "")), kind=str(raw.get("kind", "")),
                     why=str(raw.get("why", "")), replace=dict(raw.get("replace", {})),
                     lose=list(raw.get("lose", [])), may_lose=list(raw.get("may_lose", [])),
-                    group=str(raw.get("group", "")), message=str(raw.get("message", "")))
+                    group=str(raw.get("group", "")), message=str(raw.get("message", "")),
+                    tier=str(raw.get("tier", "core")))
+        if case.tier not in TIERS:
+            raise CaseFileError(f"{where}: tier must be one of {TIERS}, not {case.tier!r}")
         if not case.name or case.name in seen:
             raise CaseFileError(f"{where}: every case needs a unique name")
         if case.kind not in ("mutant", "variant"):
@@ -145,7 +157,8 @@ def load_cases(lab: str, cases_dir: Path = CASES_DIR, merge: bool = True) -> lis
         except re.error as exc:
             raise CaseFileError(f"{where}: message is not a valid regular expression: {exc}") from exc
         seen.add(case.name)
-        cases.append(case)
+        if case.tier in tiers:
+            cases.append(case)
     return merge_groups(cases, path.name) if merge else cases
 
 
@@ -162,6 +175,8 @@ def merge_groups(cases: list[Case], where: str = "") -> list[Case]:
         combined = groups[case.group]
         if combined.kind != case.kind:
             raise CaseFileError(f"{where}: group {case.group!r} mixes mutants and variants")
+        if combined.parts and combined.parts[0].tier != case.tier:
+            raise CaseFileError(f"{where}: group {case.group!r} mixes tiers")
         clash = set(combined.replace) & set(case.replace)
         if clash:
             raise CaseFileError(f"{where}: cases in group {case.group!r} both replace {sorted(clash)}")

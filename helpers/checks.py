@@ -48,6 +48,7 @@ __all__ = [
     "check_train_step",
     "check_predict",
     "check_choice",
+    "check_train_epoch",
     "describe",
 ]
 
@@ -539,3 +540,180 @@ def check_choice(answer, choices: str, name: str) -> str:
         shown = ", ".join(repr(c) for c in choices.upper())
         _fail(f"{name} is {answer!r}; answer with one letter: {shown}.")
     return letter
+
+
+def check_train_epoch(train_epoch, model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn,
+                      batch_size: int, lr: float = 0.1, name: str = "train_epoch",
+                      hint: str | None = None) -> float:
+    """Call ``train_epoch(model, X, y, loss_fn, optimizer, batch_size)`` twice on the caller's
+    fresh model and data (rows of ``X`` must be distinct), with an SGD optimizer and a loss that
+    record their calls, and judge how the epoch was done: the given model run in training mode
+    on rows of the given ``X``; ``loss_fn(logits, y)`` in that order; for every mini-batch one
+    ``zero_grad`` (optimizer's or model's) before its ``backward`` and one ``step`` after it;
+    ``ceil(len(X) / batch_size)`` batches of ``batch_size`` rows (the last one may be smaller)
+    that use every row exactly once, in a new random order each call; and the epoch's mean loss
+    per row (each batch's loss weighted by its size) returned as a Python float. The calls run
+    under their own random seeds, so the notebook's random stream is left alone. Returns the
+    first call's returned loss."""
+    call = f"{name}(model, X, y, loss_fn, optimizer, batch_size={batch_size})"
+    n = len(X)
+    index = {tuple(row): i for i, row in enumerate(X.detach().cpu().tolist())}
+    if len(index) != n:
+        raise ValueError("check_train_epoch needs an X whose rows are all different.")
+    default_hint = _USE_ARGUMENTS.format(name=name, args="model, X, y, loss_fn, optimizer, batch_size")
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_batches = math.ceil(n / batch_size)
+
+    def one_epoch(seed: int):
+        events: list[str] = []
+        forwards: list[tuple[bool, bool, list]] = []   # (training, grad enabled, row indices)
+        losses: list[tuple[int, float, bool]] = []     # (batch rows, loss value, arguments swapped)
+
+        def pre_hook(module, args):
+            x = args[0] if args else None
+            rows = ([index.get(tuple(r)) for r in x.detach().cpu().tolist()]
+                    if isinstance(x, torch.Tensor) and x.ndim == 2 else [None])
+            forwards.append((module.training, torch.is_grad_enabled(), rows))
+            events.append("forward")
+
+        class RecordingLoss(nn.Module):
+            def forward(self, input, target):  # noqa: A002 - the names torch's losses use
+                shapes = [tuple(t.shape) for t in (input, target) if isinstance(t, torch.Tensor)]
+                if len(shapes) == 2 and shapes[0] != shapes[1]:
+                    _fail(f"{call} called loss_fn with logits of shape {shapes[0]} and labels of shape "
+                          f"{shapes[1]}: squeeze the model's (B, 1) output to (B,) with .squeeze(1) so that "
+                          "each logit meets its own label.", hint)
+                value = loss_fn(input, target)
+                swapped = (isinstance(target, torch.Tensor) and target.requires_grad
+                           and isinstance(input, torch.Tensor) and not input.requires_grad)
+                rows = input.shape[0] if isinstance(input, torch.Tensor) and input.ndim else 1
+                losses.append((rows, float(value.detach().reshape(-1)[0]) if value.numel() else math.nan, swapped))
+                return value
+
+        def model_zero_grad(set_to_none: bool = True):
+            events.append("zero_grad")
+            nn.Module.zero_grad(model, set_to_none)
+
+        hooks = [model.register_forward_pre_hook(pre_hook)]
+        hooks += [p.register_hook(lambda g: events.append("backward") if events[-1:] != ["backward"] else None)
+                  for p in params]
+        model.zero_grad(set_to_none=True)
+        model.eval()
+        model.zero_grad = model_zero_grad
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                returned = check_runs(train_epoch, model, X, y, RecordingLoss(), _recording_sgd(params, lr, events),
+                                      batch_size, call=call, hint=hint or default_hint)
+        finally:
+            del model.zero_grad
+            for handle in hooks:
+                handle.remove()
+        return returned, events, forwards, losses
+
+    returned, events, forwards, losses = one_epoch(1234)
+    trained = [f for f in forwards if f[1]]
+    if not forwards:
+        _fail(f"{call} never called the model it was given: use its arguments (model, X, y, loss_fn, optimizer, "
+              "batch_size), not the notebook's variables.", hint)
+    if any(None in rows for _, _, rows in forwards):
+        _fail(f"{call} ran the model on rows that are not in the X it was given: use its arguments "
+              "(index X and y), not the notebook's X_train.", hint)
+    if any(not training for training, _, _ in trained):
+        _fail(f"{call} ran the model in evaluation mode: call model.train() at the start of the epoch "
+              "(evaluating switches the model to eval mode, and it stays there until you switch back).", hint)
+    if any(swapped for _, _, swapped in losses):
+        _fail(f"{call} calls loss_fn with its arguments swapped, loss_fn(y, logits): the first argument is "
+              "the model's output, the second the labels: loss_fn(logits, y_batch).", hint)
+    if "zero_grad" not in events:
+        _fail(f"{call} never calls optimizer.zero_grad(): PyTorch adds each backward pass's gradients to the "
+              "ones already stored, so every batch's update would also repeat all the previous batches'. "
+              "Call optimizer.zero_grad() for every batch, before loss.backward().", hint)
+    if "backward" not in events:
+        _fail(f"{call} never calls loss.backward(): without gradients optimizer.step() has nothing to apply.", hint)
+    if "step" not in events:
+        _fail(f"{call} never calls optimizer.step(): the gradients are computed but the weights never change.",
+              hint)
+    steps = events.count("step")
+    if steps == 1 and n_batches > 1:
+        _fail(f"{call} made one optimizer step on all {n} rows at once (full batch). An epoch of mini-batches "
+              f"makes {n_batches} steps here: split the shuffled rows into batches of batch_size rows and make "
+              "one step per batch.", hint)
+    clean, pending, problem = True, False, None
+    for event in events:
+        if event == "zero_grad":
+            if pending and problem is None:
+                problem = "erased"
+            clean, pending = True, False
+        elif event == "backward":
+            if not clean and problem is None:
+                problem = "piled"
+            clean, pending = False, True
+        elif event == "step":
+            if not pending and problem is None:
+                problem = "early"
+            pending = False
+    if problem == "piled":
+        _fail(f"{call} does not clear the gradients before every batch's loss.backward(): calling "
+              "optimizer.zero_grad() once per epoch (or never in the loop) lets the gradients of all earlier "
+              "batches pile up in each update. Call it inside the batch loop, before loss.backward().", hint)
+    if problem == "erased":
+        _fail(f"{call} calls optimizer.zero_grad() between loss.backward() and optimizer.step(): it erases the "
+              "gradients just computed, so the step changes nothing. Order per batch: zero_grad, backward, "
+              "step.", hint)
+    if problem == "early":
+        _fail(f"{call} calls optimizer.step() before that batch's loss.backward(): the update uses stale "
+              "gradients. Order per batch: zero_grad, backward, step.", hint)
+    drawn = [i for _, _, rows in trained for i in rows]
+    sizes = [len(rows) for _, _, rows in trained]
+    if len(drawn) != n or set(drawn) != set(range(n)):
+        missing, repeated = n - len(set(drawn)), len(drawn) - len(set(drawn))
+        _fail(f"{call} trained on {len(drawn)} rows for an X of {n} rows ({missing} never used, {repeated} "
+              "used again): an epoch uses every row exactly once. Shuffle the row indices with "
+              "torch.randperm(len(X)) and slice them in steps of batch_size up to len(X) (the last batch may "
+              "be smaller).", hint)
+    if steps != n_batches or sizes[:-1] != [batch_size] * (len(sizes) - 1) or sizes[-1] > batch_size:
+        _fail(f"{call} used batches of {sizes} rows ({steps} steps); expected batches of batch_size = "
+              f"{batch_size} rows (the last one smaller), {n_batches} steps for {n} rows.", hint)
+    if isinstance(returned, torch.Tensor):
+        _fail(f"{call} returned {describe(returned)}; return a Python float (use loss.item() for each batch).",
+              hint)
+    if not isinstance(returned, (int, float)) or isinstance(returned, bool):
+        _fail(f"{call} returned {describe(returned)}; return the epoch's mean loss as a float.", hint)
+    weighted = sum(rows * value for rows, value, _ in losses) / max(sum(rows for rows, _, _ in losses), 1)
+    if not math.isclose(returned, weighted, rel_tol=1e-4, abs_tol=1e-6):
+        said = f"{call} returned {returned:.6g}, but the mean loss per row over the epoch was {weighted:.6g}"
+        if losses and math.isclose(returned, losses[-1][1], rel_tol=1e-4, abs_tol=1e-6):
+            _fail(f"{said}: it returned the last batch's loss only. Add up loss.item() * len(batch) over "
+                  "all batches and divide by len(X).", hint)
+        if losses and math.isclose(returned, sum(v for _, v, _ in losses) / len(losses), rel_tol=1e-4, abs_tol=1e-6):
+            _fail(f"{said}: it averaged the batch losses without weights, so the last, smaller batch counts as "
+                  "much as a full one. Add up loss.item() * len(batch) and divide by len(X).", hint)
+        _fail(f"{said} (each batch's loss.item() times its number of rows, summed, divided by len(X)).", hint)
+    if drawn == list(range(n)):
+        _fail(f"{call} went through the rows in their stored order: shuffle them at the start of every epoch "
+              "(torch.randperm(len(X))), so the batches differ from epoch to epoch.", hint)
+    _, _, again, _ = one_epoch(4321)
+    if [i for _, grad, rows in again if grad for i in rows] == drawn:
+        _fail(f"{call} drew the rows in the same order in two epochs: shuffle inside {name}, at every call "
+              "(a permutation made once outside, or a fixed seed, repeats the same batches every epoch).", hint)
+    return float(returned)
+
+
+def check_scheduler_steps(scheduler, steps: int, name: str = "scheduler", hint: str | None = None) -> None:
+    """A learning-rate scheduler that is stepped ``steps`` times (e.g. once per batch over the
+    whole training) must allow it: OneCycleLR sized in epochs instead of batches fails after a
+    few batches. Stepped on a deep copy, so the real scheduler and optimizer are untouched."""
+    import copy
+    import warnings
+
+    probe = copy.deepcopy(scheduler)  # copies its optimizer with it
+    done = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+            for done in range(1, steps + 1):
+                probe.step()
+    except Exception as err:  # noqa: BLE001 - whatever the scheduler raises is the finding
+        _fail(f"{name} has to be stepped {steps} times during training (once per batch), but step "
+              f"{done} failed: {type(err).__name__}: {err}", hint)

@@ -82,7 +82,7 @@ def pytest_collection_modifyitems(config, items):
         if item.originalname != "test_lab_grader_fidelity":
             return 0.0
         lab = item.callspec.params["lab"]
-        return specs.get(lab, {}).get("budget_seconds", 60) * len(fidelity.load_cases(lab))
+        return specs.get(lab, {}).get("budget_seconds", 60) * len(fidelity.load_cases(lab, tiers=("core",)))
 
     order = {id(item): position for position, item in enumerate(items)}
     items.sort(key=lambda item: (-cost(item), order[id(item)]))

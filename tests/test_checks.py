@@ -319,3 +319,63 @@ def test_check_choice_validates_format_only():
     fails(checks.check_choice, "slower", "ABCD", "lr_prediction", match=r"one letter: 'A', 'B', 'C', 'D'")
     fails(checks.check_choice, 2, "ABCD", "lr_prediction", match="is 2")
     fails(checks.check_choice, "E", "ABCD", "lr_prediction", match="one letter")
+
+
+def _epoch(order="shuffled", weighted=True, zero_grad=True, full_batch=False, last_only=False):
+    """A train_epoch written as students write it, with one chosen mistake."""
+    def train_epoch(model, X, y, loss_fn, optimizer, batch_size):
+        model.train()
+        n = len(X)
+        rows = torch.randperm(n) if order == "shuffled" else torch.arange(n)
+        size = n if full_batch else batch_size
+        total, losses = 0.0, []
+        for start in range(0, n, size):
+            batch = rows[start:start + size]
+            loss = loss_fn(model(X[batch]), y[batch])
+            if zero_grad:
+                optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+            losses.append(loss.item())
+        if last_only:
+            return losses[-1]
+        return total / n if weighted else sum(losses) / len(losses)
+    return train_epoch
+
+
+def _epoch_data():
+    torch.manual_seed(0)
+    X = torch.randn(10, 2)
+    y = (X[:, :1] > 0).float()
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.mul_(8)  # batch losses far apart, so the ways of averaging them differ
+    return model, X, y
+
+
+def test_train_epoch_accepts_the_written_one():
+    model, X, y = _epoch_data()
+    loss = checks.check_train_epoch(_epoch(), model, X, y, nn.BCEWithLogitsLoss(), batch_size=4)
+    assert isinstance(loss, float)
+
+
+@pytest.mark.parametrize("kwargs", [dict(order="fixed"), dict(weighted=False), dict(zero_grad=False),
+                                    dict(full_batch=True), dict(last_only=True)])
+def test_train_epoch_mutants_fail(kwargs):
+    model, X, y = _epoch_data()
+    with pytest.raises(checks.CheckFailed):
+        checks.check_train_epoch(_epoch(**kwargs), model, X, y, nn.BCEWithLogitsLoss(), batch_size=4)
+
+
+def test_scheduler_steps_sized_in_epochs_fail_and_leave_the_real_one_alone():
+    model = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    good = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, epochs=3, steps_per_epoch=5)
+    lr = optimizer.param_groups[0]["lr"]
+    checks.check_scheduler_steps(good, 15)
+    assert good.last_epoch == 0 and optimizer.param_groups[0]["lr"] == lr
+    sized_in_epochs = torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD(model.parameters(), lr=0.1),
+                                                          max_lr=0.1, total_steps=3)
+    with pytest.raises(checks.CheckFailed, match=r"stepped 15 times .* step 4 failed"):
+        checks.check_scheduler_steps(sized_in_epochs, 15)

@@ -24,10 +24,16 @@ def visible_run_wanted(lab: str) -> bool:
     return "all" in wanted or any(lab.startswith(w) for w in wanted)
 
 
+def tiers_wanted() -> tuple[str, ...]:
+    """CI grades the core cases; FIDELITY_TIER=all adds the extended ones (`course fidelity` does)."""
+    return fidelity.TIERS if os.environ.get("FIDELITY_TIER") == "all" else ("core",)
+
+
 @pytest.mark.parametrize("lab", LABS)
 def test_lab_grader_fidelity(lab, tmp_path):
     skip_if_data_missing(lab)
-    outcomes, scratch = fidelity.run_lab(lab, workdir=tmp_path, visible_run=visible_run_wanted(lab))
+    cases = fidelity.load_cases(lab, tiers=tiers_wanted())
+    outcomes, scratch = fidelity.run_lab(lab, cases, workdir=tmp_path, visible_run=visible_run_wanted(lab))
     report = fidelity.summary(lab, outcomes)
     print(fidelity.format_report([report]))
     assert not report["disagreements"], "\n".join(report["disagreements"])
@@ -44,19 +50,31 @@ def test_lab_grader_fidelity(lab, tmp_path):
         assert not noisy, f"{lab}/{grade_id} wrote to stderr or raised: {noisy}"
 
 
+# Issue 13's bar for what CI proves: at least 12 mutants and 4 variants per lab, lab 08 8 and 3.
+MINIMUM_CASES = {"lab08_cifar10_cnn": (8, 3)}
+BELOW_THE_BAR = {"lab09_transfer_learning": "lab 09's fidelity pass (issue 13) has not been done yet"}
+
+
 @pytest.mark.parametrize("lab", LABS)
 def test_lab_has_enough_fidelity_cases(lab):
-    cases = fidelity.load_cases(lab, merge=False)
+    """Counted in the core tier: what CI proves on every change."""
+    cases = fidelity.load_cases(lab, merge=False, tiers=("core",))
     mutants = [c for c in cases if c.kind == "mutant"]
     variants = [c for c in cases if c.kind == "variant"]
-    assert len(mutants) >= 5 and len(variants) >= 2, (
-        f"{lab}: {len(mutants)} mutants and {len(variants)} variants in tests/fidelity/{lab}.toml; "
-        "need at least 5 and 2")
+    need_m, need_v = MINIMUM_CASES.get(lab, (12, 4))
+    enough = len(mutants) >= need_m and len(variants) >= need_v
+    if lab in BELOW_THE_BAR:
+        assert not enough, f"{lab} now has enough cases: remove it from BELOW_THE_BAR"
+        pytest.xfail(BELOW_THE_BAR[lab])
+    assert enough, (f"{lab}: {len(mutants)} mutants and {len(variants)} variants in the core tier of "
+                    f"tests/fidelity/{lab}.toml; need at least {need_m} and {need_v}")
 
 
-@pytest.mark.parametrize("lab", LABS)
+@pytest.mark.parametrize("lab", LABS[:1])
 def test_release_validates_inverted_every_test_fails(lab):
-    """`nbgrader validate --invert` on the blank release: no test passes."""
+    """`nbgrader validate --invert` on the blank release: no test passes. Students' Validate path,
+    on the first lab; for every lab the fidelity run's blank case proves the same (zero in every
+    graded cell), and `course check` runs this for every lab."""
     result = nbgrader_ops.validate(ROOT, layout.notebook(ROOT, "release", lab), invert=True)
     assert result.ok, f"{lab}: tests passed on the blank release: {result.passed}"
 

@@ -121,6 +121,7 @@ replace.ex2 = "y = 2"
 @pytest.mark.parametrize("second, match", [
     ('kind = "variant"\nreplace.ex2 = "y"', "mixes"),
     ('kind = "mutant"\nlose = ["t"]\nreplace.ex1 = "y"', "both replace"),
+    ('kind = "mutant"\ntier = "extended"\nlose = ["u"]\nreplace.ex2 = "y"', "mixes tiers"),
 ])
 def test_bad_groups_are_refused(tmp_path, second, match):
     write(tmp_path, f'''
@@ -263,3 +264,26 @@ def test_summary_counts_members_visibility_and_messages():
     assert (s["messages_met"], s["messages"]) == (1, 2) and len(s["disagreements"]) == 1
     report = fidelity.format_report([s])
     assert "caught visibly" in report and "messages met" in report and "DISAGREES" in report
+
+
+def test_extended_tier_is_left_to_course_fidelity(tmp_path):
+    """CI's fidelity test loads the core tier; `course fidelity` loads every case."""
+    write(tmp_path, '''
+[[case]]
+name = "cheap"
+kind = "mutant"
+lose = ["ex1_tests"]
+replace.ex1 = "x = 1"
+
+[[case]]
+name = "long-training"
+kind = "variant"
+tier = "extended"
+replace.ex2 = "y = 2"
+''')
+    names = lambda **kw: [c.name for c in fidelity.load_cases("labX", cases_dir=tmp_path, **kw)]  # noqa: E731
+    assert names() == ["reference", "blank", "cheap", "long-training"]
+    assert names(tiers=("core",)) == ["reference", "blank", "cheap"]
+    write(tmp_path, '[[case]]\nname = "x"\nkind = "variant"\ntier = "nightly"\nreplace.ex1 = "x"\n')
+    with pytest.raises(CaseFileError, match="tier must be one of"):
+        fidelity.load_cases("labX", cases_dir=tmp_path)

@@ -77,7 +77,9 @@ def batch(tmp_path_factory):
     put("bad-timestamp", reference)
     (course / "submitted" / "bad-timestamp" / LAB / "timestamp.txt").write_text("last tuesday, honest")
     put("exits", notebooks.fill_solutions(release, source, {"ex2_model": "import os\nos._exit(3)"}))
-    put("loops", notebooks.fill_solutions(release, source, {"ex1_data": "while True:\n    pass"}))
+    # an endless loop that waits rather than spins: the same wall-clock limit ends it, without
+    # taking a core from the rest of the suite for the 90 s
+    put("loops", notebooks.fill_solutions(release, source, {"ex1_data": "import time\nwhile True:\n    time.sleep(0.5)"}))
     put("memory-hog", notebooks.fill_solutions(release, source, {"ex1_data": "hog = torch.ones(2**31)  # 8 GB"}))
     flagged = nbformat.from_dict(reference)
     i = cell_index(flagged, "ex1_data")

@@ -12,6 +12,8 @@ One module per job:
 - :mod:`merge` writes into the course (autograded copy, gradebook), :mod:`ledger` remembers
   outcomes and checks the gradebook against them; :mod:`review` records instructors'
   decisions; :mod:`export` is the CSV export with statuses.
+- :mod:`plain_autograde` makes plain ``nbgrader autograde`` (and Formgrader's button) refuse:
+  it would run student code unsandboxed.
 """
 from coursetools.grading.cluster import ClusterLost, ClusterRefused, scheduler_address
 from coursetools.grading.cluster import connect as connect_cluster

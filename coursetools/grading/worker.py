@@ -58,6 +58,7 @@ c.Autograde.autograde_preprocessors = [_TrustedExecute, _Ignore, _ClearMetadata,
                                        _TrustedScores, _Late, _CheckMeta]
 c.TrustedExecute.output_limit_bytes = {output_bytes}
 c.TrustedScores.partial_credit = {partial_credit}
+c.Autograde.exporter_class = "nbconvert.exporters.NotebookExporter"  # the course's refuses plain autograde
 '''
 
 
