@@ -80,6 +80,19 @@ c.GenerateFeedback.preprocessors = [
 ]
 c.GenerateFeedback.exporter_class = "coursetools.feedback.FeedbackExporter"
 
+# Formgrader's manual-grading page: the same MathML math instead of MathJax from a CDN (raw TeX
+# offline). Its HTMLExporter is nbgrader's own, so the template and the markdown filter are set
+# here, where coursetools is installed (find_spec imports nothing; students' Validate skips it).
+from importlib.util import find_spec  # noqa: E402
+
+if find_spec("coursetools") is not None and find_spec("nbgrader") is not None:
+    c.HTMLExporter.template_name = "course_formgrade"
+    c.HTMLExporter.extra_template_basedirs = [
+        os.path.join(os.path.dirname(find_spec("coursetools").origin), "feedback_templates"),
+        os.path.join(os.path.dirname(find_spec("nbgrader").origin), "server_extensions", "formgrader", "templates"),
+    ]
+    c.HTMLExporter.filters = {"markdown2html": "coursetools.feedback.markdown2mathml"}
+
 # Grades export: CSV at the course root, with each submission's grading status (graded, needs
 # review, failed), written only when the gradebook still matches the grading ledger (see
 # coursetools/grading/export.py; instructor tooling, never loaded by students' Validate).

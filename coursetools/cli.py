@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -121,6 +122,22 @@ def cmd_student_kit(args) -> int:
     return 0
 
 
+def rerun_command(args, lab: str, scheduler: str, students: list[str]) -> str:
+    """The ``course grade`` command line that grades ``students`` as this run would have: the
+    same course, scheduler, limits and options (defaults left out)."""
+    words = ["course", "grade", lab]
+    if args.dir:
+        words += ["--dir", shlex.quote(str(Path(args.dir).resolve()))]
+    words += ["--scheduler", scheduler, "--students", shlex.quote(",".join(students))]
+    for flag, value, default in (("--time-limit", args.time_limit, 1800.0), ("--memory-gb", args.memory_gb, 6.0),
+                                 ("--threads", args.threads, 1), ("--disk-mb", args.disk_mb, 512)):
+        if value != default:
+            words += [flag, f"{value:g}"]
+    words += [flag for flag, on in (("--force", args.force), ("--allow-network", args.allow_network),
+                                    ("--no-sandbox", args.no_sandbox), ("--shared-fs", args.shared_fs)) if on]
+    return " ".join(words)
+
+
 def cmd_grade(args) -> int:
     from coursetools import grading, nbgrader_ops
     from coursetools.grading.export import GradebookMismatch
@@ -148,8 +165,7 @@ def cmd_grade(args) -> int:
         print(f"refused: {problem}")
         return 2
     except grading.ClusterLost as lost:
-        print(f"stopped: {lost}\nrerun: course grade {lab} --scheduler {cluster.address} --students "
-              f"{','.join(lost.students)}{' --force' if args.force else ''} (with the same limits)")
+        print(f"stopped: {lost}\nrerun: {rerun_command(args, lab, cluster.address, lost.students)}")
         return 3
     finally:
         if cluster is not None:

@@ -5,13 +5,14 @@ configuration; the course's gradebook is never touched) unless ``--dir`` names a
 it generates every lab, submits a reference solution (``demo-reference``) and an untouched
 release notebook (``demo-blank``) for every lab, plus two broken lab-01 submissions that show
 how grading copes (``demo-loops`` never finishes, ``demo-corrupt`` is not valid JSON). It
-grades them with ``course grade`` (parallel, with limits), generates feedback, exports grades
-and prints the score table. A lab whose dataset is missing is skipped, saying how to get it;
+grades them with ``course grade`` (with limits; the heaviest lab in a second process beside the
+others, so two cores are busy), generates feedback, exports grades and prints the score table. A lab whose dataset is missing is skipped, saying how to get it;
 every point the reference loses is explained beside the table.
 """
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -113,45 +114,91 @@ def lost_points(course: Path, result: grading.Result) -> str:
     return (f"lost {result.max_score - result.score:g} of {result.max_score:g} points: " + "; ".join(reasons))
 
 
+def plan_lanes(labs: list[str], cores: int | None = None) -> tuple[list[str], str | None]:
+    """Which labs are graded here, in order, and which one (if any) beside them in a second
+    process: the lab with the largest time budget, when more than one lab is graded and the
+    machine has a core for it. Lab 08 alone takes about as long as the seven light labs."""
+    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if len(labs) < 2 or cores < 2:
+        return list(labs), None
+    specs = bench.load_specs()
+    heaviest = max(labs, key=lambda lab: specs.get(lab, {}).get("budget_seconds", 0))
+    return [lab for lab in labs if lab != heaviest], heaviest
+
+
+def grade_beside(course: Path, lab: str, limits: grading.Limits) -> tuple[subprocess.Popen, Path]:
+    """Start ``course grade`` on the demo students of ``lab`` in a process of its own (one worker);
+    its output goes to a log file in the course. The results are read from the grading ledger."""
+    log = course / f"demo-{lab}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "coursetools.cli", "grade", lab, "--dir", str(course),
+                                 "--students", f"{REFERENCE},{BLANK}", "--force", "--workers", "1",
+                                 "--time-limit", f"{limits.time_limit:g}", "--memory-gb", f"{limits.memory_gb:g}"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    return proc, log
+
+
 def run_demo(course: Path, labs: list[str] | None = None, log=print, workers: int | None = None) -> DemoResult:
+    """Generate and submit every lab, grade (the heaviest lab beside the others, see
+    :func:`plan_lanes`), then write feedback and export grades; each step is logged with its lab."""
     if not (course / "source").is_dir():
         log(f"setting up a demo course in {course}")
         build_mod.scratch_course(layout.REPO_ROOT, course)
     labs = layout.select_labs(course, labs)
     outcome = DemoResult(course, [], [], course / "grades.csv")
-    broken_done = False
+    ready = []
     for lab in labs:
         dataset = bench.missing_data(lab)
         if dataset:
             outcome.skipped[lab] = data_fix(lab, dataset)
             log(f"[{lab}] SKIPPED: {outcome.skipped[lab]}")
             continue
-        start = time.perf_counter()
-        log(f"[{lab}] generate_assignment")
+        log(f"[{lab}] generate_assignment and submit the demo students")
         forget_demo_students(course, lab)
         nbgrader_ops.run(course, "generate_assignment", lab, "--force")
-        submit_demo_students(course, lab, broken=not broken_done)
-        factor = slowdown()
+        submit_demo_students(course, lab, broken=not ready)
+        ready.append(lab)
+
+    here, beside = plan_lanes(ready)
+    factor = slowdown()
+    load_note = f", x{factor:.1f} for the machine load" if factor > 1 else ""
+    lane = None
+    if beside:
+        limits = grading.Limits(time_limit=time_limit_for(beside, factor))
+        lane = grade_beside(course, beside, limits), time.perf_counter()
+        log(f"[{beside}] grading beside the other labs (notebook time limit {limits.time_limit:.0f} s{load_note}; "
+            f"log: {lane[0][1]})")
+    for lab in here:
+        start = time.perf_counter()
         limits = grading.Limits(time_limit=time_limit_for(lab, factor))
-        log(f"[{lab}] grade (notebook time limit {limits.time_limit:.0f} s"
-            f"{f', x{factor:.1f} for the machine load' if factor > 1 else ''})")
-        results = grading.grade_lab(course, lab, [REFERENCE, BLANK], workers=workers, limits=limits,
-                                    force=True, progress=False)
-        if not broken_done:
+        log(f"[{lab}] grade (notebook time limit {limits.time_limit:.0f} s{load_note})")
+        outcome.results += grading.grade_lab(course, lab, [REFERENCE, BLANK], workers=1 if lane else workers,
+                                             limits=limits, force=True, progress=False)
+        if lab == ready[0]:
             short = grading.Limits(time_limit=BROKEN_TIME_LIMIT_S)
             log(f"[{lab}] grade the broken submissions (notebook time limit {short.time_limit:g} s)")
-            results += grading.grade_lab(course, lab, [LOOPS, CORRUPT], workers=workers, limits=short,
-                                         force=True, progress=False)
-            broken_done = True
+            outcome.results += grading.grade_lab(course, lab, [LOOPS, CORRUPT], workers=1 if lane else workers,
+                                                 limits=short, force=True, progress=False)
+        log(f"[{lab}] graded in {time.perf_counter() - start:.0f} s")
+    if lane:
+        (proc, lane_log), start = lane
+        if proc.poll() is None:
+            log(f"[{beside}] waiting for its grading to finish")
+        proc.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"grading {beside} failed (exit {proc.returncode}); see {lane_log}:\n"
+                               + "\n".join(lane_log.read_text().splitlines()[-20:]))
+        outcome.results += [grading.read_ledger(course, beside, s) for s in (REFERENCE, BLANK)]
+        log(f"[{beside}] graded in {time.perf_counter() - start:.0f} s (beside the others)")
+
+    for lab in ready:
         log(f"[{lab}] generate_feedback")
         nbgrader_ops.run(course, "generate_feedback", lab, "--force")
         outcome.feedback += sorted((course / "feedback").glob(f"*/{lab}/*.html"))
-        for r in results:
-            if r.student == REFERENCE and r.status != grading.FAILED and r.score is not None \
-                    and r.max_score and r.score < r.max_score:
-                outcome.explanations[(r.student, lab)] = lost_points(course, r)
-        outcome.results += results
-        log(f"[{lab}] done in {time.perf_counter() - start:.0f} s")
+    for r in outcome.results:
+        if r.student == REFERENCE and r.status != grading.FAILED and r.score is not None \
+                and r.max_score and r.score < r.max_score:
+            outcome.explanations[(r.student, r.lab)] = lost_points(course, r)
     students.name_students(course, DEMO_NAMES)
     if outcome.results:
         log("export grades")

@@ -11,6 +11,10 @@ code (nbgrader issue #917). Two pieces change that and keep the rest of nbgrader
   (``feedback_templates/``, extending nbgrader's) and math rendered to MathML when the page
   is written, which browsers display with no script, no network and no extra files (the page
   is what ``release_feedback`` hands to students).
+
+Formgrader's manual-grading page gets the same math: ``nbgrader_config.py`` gives its
+HTMLExporter the ``course_formgrade`` template (nbgrader's ``formgrade`` without MathJax) and
+the :func:`markdown2mathml` filter.
 """
 from __future__ import annotations
 
@@ -64,6 +68,21 @@ class MathMLRenderer(IPythonRenderer):
             super().latex_environment(name, body)
 
 
+def render_markdown(source: str, cell: dict | None = None, path: str = "", **options) -> str:
+    """Markdown to HTML as nbconvert renders it, with math as MathML (:class:`MathMLRenderer`)."""
+    renderer = MathMLRenderer(escape=False, attachments=(cell or {}).get("attachments", {}), path=path, **options)
+    return MarkdownWithMath(renderer=renderer).render(source)
+
+
+@pass_context
+def markdown2mathml(context, source: str) -> str:
+    """The ``markdown2html`` filter for Formgrader's manual-grading page (set in
+    ``nbgrader_config.py`` with the ``course_formgrade`` template, which drops its MathJax):
+    nbgrader builds that page with a plain HTMLExporter and no way to name another class."""
+    return render_markdown(source, context.get("cell", {}),
+                           context.get("resources", {}).get("metadata", {}).get("path", ""))
+
+
 class FeedbackExporter(HTMLExporter):
     """HTMLExporter for feedback pages: the course's template, which extends nbgrader's
     ``feedback`` (GenerateFeedback configures ``HTMLExporter`` with nbgrader's; keyword arguments
@@ -73,21 +92,15 @@ class FeedbackExporter(HTMLExporter):
         kw.setdefault("template_name", TEMPLATE_NAME)
         kw.setdefault("template_file", TEMPLATE_FILE)  # its 'index.html.j2' is then nbgrader's
         kw.setdefault("extra_template_basedirs", [str(TEMPLATES), str(nbgrader_templates())])
+        kw.setdefault("filters", {})  # not the configured Formgrader filter: markdown2html below
         super().__init__(config=config, **kw)
 
     @pass_context
     def markdown2html(self, context, source):
-        cell = context.get("cell", {})
-        renderer = MathMLRenderer(
-            escape=False,
-            attachments=cell.get("attachments", {}),
-            embed_images=self.embed_images,
-            path=context.get("resources", {}).get("metadata", {}).get("path", ""),
-            anchor_link_text=self.anchor_link_text,
-            exclude_anchor_links=self.exclude_anchor_links,
-            **self.lexer_options,
-        )
-        return MarkdownWithMath(renderer=renderer).render(source)
+        return render_markdown(source, context.get("cell", {}),
+                               context.get("resources", {}).get("metadata", {}).get("path", ""),
+                               embed_images=self.embed_images, anchor_link_text=self.anchor_link_text,
+                               exclude_anchor_links=self.exclude_anchor_links, **self.lexer_options)
 
 
 # ------------------------------------------------------------------ graded cells

@@ -717,3 +717,481 @@ def check_scheduler_steps(scheduler, steps: int, name: str = "scheduler", hint: 
     except Exception as err:  # noqa: BLE001 - whatever the scheduler raises is the finding
         _fail(f"{name} has to be stepped {steps} times during training (once per batch), but step "
               f"{done} failed: {type(err).__name__}: {err}", hint)
+
+
+# ---------------------------------------------------------------- lab 09: frozen backbones
+def _module_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every parameter and buffer (batch-norm running statistics included)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def check_feature_extractor(extract_features, model: nn.Module, loader, device, features_fn=None,
+                            name: str = "extract_features", hint: str | None = None):
+    """Call ``extract_features(model, loader, device)`` on the caller's model (left in training
+    mode, so a missing ``model.eval()`` shows) and loader, and judge how the features were
+    extracted: every batch-norm layer run in evaluation mode, no parameter or running statistic
+    changed, ``(features, labels)`` returned with ``features`` a float32 ``(N, F)`` CPU tensor
+    without a graph and not made under ``torch.inference_mode()`` (it could not train a head),
+    equal to ``features_fn(model, X)`` in evaluation mode (default ``model.features(X)``), and
+    ``labels`` the int64 labels in the loader's order. Returns ``(features, labels)``."""
+    call = f"{name}(model, loader, device)"
+    features_fn = features_fn or (lambda m, x: m.features(x))
+    reference = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        batches = [(features_fn(reference, X.to(device)).cpu(), y) for X, y in loader]
+    expected, expected_labels = torch.cat([f for f, _ in batches]), torch.cat([y for _, y in batches])
+    before = _module_state(model)
+    runs: list[bool] = []
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    hooks = [m.register_forward_pre_hook(lambda mod, _: runs.append(mod.training)) for m in norms or [model]]
+    model.train()
+    try:
+        returned = check_runs(extract_features, model, loader, device, call=call,
+                              hint=hint or _USE_ARGUMENTS.format(name=name, args="model, loader, device"))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    if not runs:
+        _fail(f"{call} never ran the model it was given: use its arguments (model, loader, device), not the "
+              "notebook's variables.", hint)
+    if any(runs):
+        _fail(f"{call} ran the model in training mode: call model.eval() before extracting. In training mode "
+              "batch norm normalizes each batch with that batch's own statistics and updates its running "
+              "averages, so the features depend on which images share a batch and the frozen backbone changes.",
+              hint)
+    after = model.state_dict()
+    changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
+    if changed:
+        _fail(f"{call} changed {changed[0]}: extracting features must leave the backbone exactly as it was.", hint)
+    if not isinstance(returned, (tuple, list)) or len(returned) != 2:
+        _fail(f"{call} returned {describe(returned)}; return the pair (features, labels).", hint)
+    features, labels = returned
+    check_type(features, torch.Tensor, f"the features {call} returned", hint)
+    if features.is_inference():
+        _fail(f"{call} made its features under torch.inference_mode(): such tensors cannot be used to train "
+              "the head later (autograd refuses to save them for backward). Use torch.no_grad().", hint)
+    if features.requires_grad:
+        _fail(f"{call} returned features that carry a computation graph: compute them inside "
+              "torch.no_grad() (the backbone is frozen, nothing needs their gradients).", hint)
+    check_tensor(features, f"the features {call} returned", shape=tuple(expected.shape), dtype=torch.float32,
+                 hint=hint or "one row of model.features(X) per image, all batches concatenated with torch.cat.")
+    if features.device.type != "cpu":
+        _fail(f"{call} returned features on {features.device}; move each batch's features to the CPU (.cpu()).",
+              hint)
+    check_type(labels, torch.Tensor, f"the labels {call} returned", hint)
+    check_tensor(labels, f"the labels {call} returned", shape=tuple(expected_labels.shape), dtype=torch.int64,
+                 hint=hint)
+    if not torch.equal(labels.cpu(), expected_labels.cpu()):
+        _fail(f"the labels {call} returned are not the loader's labels in the loader's order.", hint)
+    if not torch.allclose(features, expected, atol=1e-4, rtol=1e-4):
+        _fail(f"the features {call} returned differ from model.features(X) in evaluation mode: use the "
+              "backbone's features (everything before fc), batch by batch in the loader's order.", hint)
+    return features, labels
+
+
+def check_partial_finetune_epoch(finetune_epoch, model: nn.Module, loader, loss_fn, device,
+                                 frozen: Sequence[str], name: str = "finetune_epoch",
+                                 hint: str | None = None) -> float:
+    """Call ``finetune_epoch(model, loader, loss_fn, optimizer, device)`` once on the caller's
+    partly frozen model (``frozen``: names of its child modules whose parameters do not train)
+    with an optimizer that records its calls, and judge the epoch: the model was left in
+    evaluation mode, so the trainable children must run in training mode and the frozen ones in
+    evaluation mode; one ``zero_grad`` before each batch's ``backward`` and one ``step`` after it;
+    the frozen children's parameters and batch-norm statistics unchanged, the trainable
+    parameters changed; the mean loss per example (batches weighted by size) returned as a
+    float. Returns it."""
+    call = f"{name}(model, loader, loss_fn, optimizer, device)"
+    default_hint = _USE_ARGUMENTS.format(name=name, args="model, loader, loss_fn, optimizer, device")
+    children = dict(model.named_children())
+    trainable = [n for n, m in children.items() if any(p.requires_grad for p in m.parameters())]
+    params = [p for p in model.parameters() if p.requires_grad]
+    frozen_state = {n: _module_state(children[n]) for n in frozen}
+    trainable_before = [p.detach().clone() for p in params]
+    events: list[str] = []
+    modes: list[tuple[str, bool]] = []
+    losses: list[tuple[int, float]] = []
+
+    class RecordingLoss(nn.Module):
+        def forward(self, input, target):  # noqa: A002 - the names torch's losses use
+            value = loss_fn(input, target)
+            rows = input.shape[0] if isinstance(input, torch.Tensor) and input.ndim else 1
+            losses.append((rows, float(value.detach().reshape(-1)[0]) if value.numel() else math.nan))
+            return value
+
+    def model_zero_grad(set_to_none: bool = True):
+        events.append("zero_grad")
+        nn.Module.zero_grad(model, set_to_none)
+
+    hooks = []
+    for n in list(frozen) + trainable:  # the layers whose mode matters: batch norm (else the block itself)
+        norms = [m for m in children[n].modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        hooks += [m.register_forward_pre_hook(lambda m, _, n=n: modes.append((n, m.training)))
+                  for m in norms or [children[n]]]
+    hooks += [p.register_hook(lambda g: events.append("backward") if events[-1:] != ["backward"] else None)
+              for p in params]
+    model.eval()
+    model.zero_grad = model_zero_grad
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            returned = check_runs(finetune_epoch, model, loader, RecordingLoss(), _recording_sgd(params, 0.05, events),
+                                  device, call=call, hint=hint or default_hint)
+    finally:
+        del model.zero_grad
+        for handle in hooks:
+            handle.remove()
+    if not modes:
+        _fail(f"{call} never ran the model it was given: use its arguments, not the notebook's finetune_model "
+              "or ft_optimizer.", hint)
+    in_train = sorted({n for n, training in modes if training and n in frozen})
+    if in_train:
+        _fail(f"{call} ran the frozen {', '.join(in_train)} in training mode: after model.train(), put the "
+              "frozen blocks back with .eval() (in training mode their batch-norm running statistics follow "
+              "every batch, so the frozen backbone drifts although its weights have requires_grad = False).", hint)
+    in_eval = sorted({n for n, training in modes if not training and n in trainable})
+    if in_eval:
+        _fail(f"{call} ran the parts being trained ({', '.join(in_eval)}) in evaluation mode: call "
+              "model.train() at the start of the epoch, then put only the frozen blocks back in evaluation mode.",
+              hint)
+    n_batches = len(loader)
+    if "step" not in events:
+        _fail(f"{call} never called optimizer.step() on the optimizer it was given: use its arguments "
+              "(loss_fn, optimizer), not the notebook's ft_optimizer.", hint)
+    clean, pending, problem = True, False, None
+    for event in events:
+        if event == "zero_grad":
+            problem = problem or ("erased" if pending else None)
+            clean, pending = True, False
+        elif event == "backward":
+            problem = problem or ("piled" if not clean else None)
+            clean, pending = False, True
+        elif event == "step":
+            problem = problem or ("early" if not pending else None)
+            pending = False
+    if problem == "piled" or "zero_grad" not in events:
+        _fail(f"{call} does not call optimizer.zero_grad() before every batch's loss.backward(): the "
+              "gradients of earlier batches pile up in each update.", hint)
+    if problem in ("erased", "early"):
+        _fail(f"{call} calls zero_grad, backward and step in the wrong order: per batch zero_grad, backward, "
+              "step.", hint)
+    if events.count("step") != n_batches:
+        _fail(f"{call} made {events.count('step')} optimizer steps for a loader of {n_batches} batches: one "
+              "step per batch.", hint)
+    for n in frozen:
+        now = children[n].state_dict()
+        moved = [k for k, v in frozen_state[n].items() if not torch.equal(v, now[k])]
+        if moved:
+            _fail(f"{call} changed {n}.{moved[0]} of the frozen {n}: keep frozen blocks in evaluation mode and "
+                  "out of the optimizer.", hint)
+    if all(torch.equal(a, b.detach()) for a, b in zip(trainable_before, params)):
+        _fail(f"{call} did not change the trainable parameters: train with the optimizer it was given.", hint)
+    if isinstance(returned, torch.Tensor) or not isinstance(returned, (int, float)) or isinstance(returned, bool):
+        _fail(f"{call} returned {describe(returned)}; return the epoch's mean loss per example as a float.", hint)
+    weighted = sum(r * v for r, v in losses) / max(sum(r for r, _ in losses), 1)
+    if not math.isclose(returned, weighted, rel_tol=1e-4, abs_tol=1e-6):
+        _fail(f"{call} returned {returned:.6g}, but the epoch's mean loss per example was {weighted:.6g}: add up "
+              "loss.item() * len(y) over the batches and divide by the number of examples.", hint)
+    return float(returned)
+
+
+def check_train_epoch_loader(train_epoch, model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn,
+                             batch_size: int, lr: float = 0.1, name: str = "train_epoch",
+                             hint: str | None = None) -> float:
+    """``check_train_epoch`` for a ``train_epoch(model, loader, loss_fn, optimizer)`` that draws its
+    mini-batches from a DataLoader: each call gets a new shuffling ``DataLoader`` over the caller's
+    ``X`` and ``y`` (rows distinct) in batches of ``batch_size``, and the same judgement applies
+    (training mode, batches drawn from the given loader, every row once in a new order each epoch,
+    ``zero_grad``/``backward``/``step`` per batch, the mean loss per row returned as a float). The
+    messages name the loader signature. Returns the first call's returned loss."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def with_tensors(model, X, y, loss_fn, optimizer, batch_size):
+        loader = DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=True)
+        return train_epoch(model, loader, loss_fn, optimizer)
+
+    call = f"{name}(model, loader, loss_fn, optimizer)"
+    rewrites = (
+        (f"{name}(model, X, y, loss_fn, optimizer, batch_size={batch_size})", call),
+        ("(model, X, y, loss_fn, optimizer, batch_size)", "(model, loader, loss_fn, optimizer)"),
+        ("(index X and y), not the notebook's X_train", "(loop over the loader it is given), not the notebook's "
+                                                       "train_loader or X_train"),
+        ("Shuffle the row indices with torch.randperm(len(X)) and slice them in steps of batch_size up to len(X) "
+         "(the last batch may be smaller).", "Loop once over the loader it is given: for X_batch, y_batch in loader."),
+        ("split the shuffled rows into batches of batch_size rows and make one step per batch",
+         "loop over the loader's mini-batches and make one step per batch"),
+        ("shuffle them at the start of every epoch (torch.randperm(len(X))), so the batches differ from epoch "
+         "to epoch", "draw the batches from the loader it is given (its shuffle=True gives a new order every "
+                     "epoch)"),
+        ("shuffle inside train_epoch, at every call (a permutation made once outside, or a fixed seed, repeats "
+         "the same batches every epoch)", "draw the batches from the loader at every call (a list of batches "
+                                          "made once, or a fixed seed, repeats the same batches every epoch)"),
+        ("divide by len(X)", "divide by len(loader.dataset)"),
+        ("for an X of", "for a loader of"),
+    )
+    try:
+        return check_train_epoch(with_tensors, model, X, y, loss_fn, batch_size, lr=lr, name=name)
+    except CheckFailed as failure:
+        message = str(failure)
+    for old, new in rewrites:
+        message = message.replace(old, new)
+    _fail(message, hint)
+
+
+def check_logits_model(model: nn.Module, n_features: int, n_classes: int, name: str = "model",
+                       hint: str | None = None) -> torch.Tensor:
+    """A multiclass model must return raw logits: call ``model`` on inputs of the check's own
+    (small and very large, so squashing shows), find the Linear layer that runs last with a
+    forward hook and require the model's output to be that layer's output, unchanged, in
+    evaluation mode and in training mode. A softmax (over the classes or over the examples), a
+    sigmoid, a ReLU or a dropout after it gets a message naming it; a final ``log_softmax`` over
+    the classes is accepted (cross-entropy and argmax give the same results on it). Models
+    without an ``nn.Linear`` are judged on their outputs alone. The model's mode and the
+    notebook's random stream are left as they were. Returns the evaluation-mode output."""
+    call = f"{name}(X)"
+    device = model_device(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        probe = torch.cat([torch.randn(48, n_features) * 2, torch.randn(48, n_features) * 200]).to(device)
+    last: list[torch.Tensor] = []
+
+    def hook(module, args, output):
+        if isinstance(output, torch.Tensor):
+            last.append(output.detach().clone())   # clone before an in-place activation changes it
+
+    def run(training: bool) -> torch.Tensor:
+        last.clear()
+        model.train(training)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1)
+            out = check_runs(model, probe, call=call, hint=hint or (
+                f"{name} takes ({len(probe)}, {n_features}) inputs and returns one logit per class."))
+        if not isinstance(out, torch.Tensor):
+            _fail(f"{call} returned {describe(out)}; return the logits tensor of shape (N, {n_classes}).", hint)
+        return out.detach()
+
+    was_training = model.training
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        out = run(False)
+        last_eval = last[-1] if last else None
+        out_train = run(True)
+        last_train = last[-1] if last else None
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if tuple(out.shape) != (len(probe), n_classes):
+        _fail(f"{call} for {len(probe)} inputs returned shape {tuple(out.shape)}; expected ({len(probe)}, "
+              f"{n_classes}): one logit per class, so the last layer has out_features = {n_classes}.", hint)
+    if not out.is_floating_point():
+        _fail(f"{call} returned dtype {out.dtype}; logits are float32 numbers.", hint)
+
+    def same(a, b):
+        return a is not None and a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+    if last_eval is not None and last_eval.shape == out.shape and not torch.equal(out, last_eval):
+        z = last_eval
+        if same(torch.log_softmax(z, dim=1), out):
+            pass   # log-probabilities: softmax and argmax of them equal those of the logits
+        elif same(torch.softmax(z, dim=1), out):
+            _fail(f"{name} applies softmax to the output of its last Linear layer (every row sums to 1). "
+                  "nn.CrossEntropyLoss applies softmax itself: with a softmax in the model it is applied "
+                  "twice, the loss cannot get near 0 and training stalls. Return the last Linear layer's "
+                  "output, the raw logits; apply softmax only in predict.", hint)
+        elif same(torch.softmax(z, dim=0), out):
+            _fail(f"{name} applies softmax over dim=0, the examples: each column sums to 1 and an example's "
+                  "result depends on the other examples in the batch. Return the raw logits (softmax, over "
+                  "dim=1, belongs in predict, not in the model).", hint)
+        elif same(z.clamp(min=0), out):
+            _fail(f"{name} applies a ReLU to the output of its last Linear layer: its logits can never be "
+                  "negative, so a class can never be scored below 0, and a logit stuck at 0 gets no gradient. "
+                  "ReLUs go after the hidden layers only; return the last Linear layer's output as it is.",
+                  hint)
+        elif same(torch.sigmoid(z), out):
+            _fail(f"{name} applies a sigmoid to the output of its last Linear layer: its logits are squeezed "
+                  "into (0, 1), so no class can be much more likely than another. Return the last Linear "
+                  "layer's output, the raw logits.", hint)
+        else:
+            _fail(f"{name} changes the output of its last Linear layer before returning it; the logits are "
+                  "that output, unchanged (nothing after the last layer).", hint)
+    if last_eval is None:
+        if torch.allclose(out.sum(dim=1), torch.ones(len(out), device=out.device), atol=1e-4):
+            _fail(f"every row of {name}'s output sums to 1: the model applies softmax itself. Return the raw "
+                  "logits; nn.CrossEntropyLoss applies softmax internally.", hint)
+        if bool((out >= 0).all()):
+            _fail(f"{name}'s outputs are never negative, even for inputs of size 200: something (a ReLU, a "
+                  "sigmoid, a softmax) squashes the logits at the end. Return raw logits.", hint)
+    if last_train is not None and last_train.shape == out_train.shape and not torch.equal(out_train, last_train):
+        if same(last_eval, out) or last_eval is None:
+            zeroed = (out_train == 0) & (last_train != 0)
+            if bool(zeroed.any()):
+                _fail(f"{name} applies dropout to its logits (after the last Linear layer): in training mode "
+                      "random logits are set to 0 and the others scaled up, so the loss judges a different "
+                      "model at every step. Dropout goes between hidden layers, never after the output "
+                      "layer.", hint)
+            _fail(f"in training mode {name} changes the output of its last Linear layer before returning it; "
+                  "the logits are that output, unchanged.", hint)
+    return out
+
+
+# --- lab 06: full-batch training with a validation history -------------------------------------
+def _loss_value(loss_fn, out: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(loss_fn(out, y))
+
+
+def check_full_batch_fit(fit, model: nn.Module, X_train: torch.Tensor, y_train: torch.Tensor,
+                         X_val: torch.Tensor, y_val: torch.Tensor, loss_fn, epochs: int, lr: float = 0.05,
+                         name: str = "fit", hint: str | None = None) -> dict:
+    """Call ``fit(model, loss_fn, optimizer, X_train, y_train, X_val, y_val, epochs)`` on the
+    caller's fresh classifier (deterministic) and data (all rows distinct, training and validation
+    rows different), with an SGD optimizer that records its calls, and judge the procedure of
+    full-batch training with a validation history: per epoch one training forward pass on all of
+    ``X_train`` (rows of ``X_val`` or any other rows never trained on) in training mode, then
+    ``zero_grad``, ``backward``, ``step``; after the step, the validation rows run in evaluation
+    mode without gradient tracking; the returned dictionary's ``train_loss``/``train_acc`` are the
+    loss and accuracy (%) of the logits the step was computed from, ``val_loss``/``val_acc`` those
+    of the last validation pass after the step, one float per epoch. Returns the history."""
+    call = f"{name}(model, loss_fn, optimizer, X_train, y_train, X_val, y_val, epochs={epochs})"
+    hint_args = hint or _USE_ARGUMENTS.format(name=name, args="model, loss_fn, optimizer, X_train, y_train, "
+                                                               "X_val, y_val, epochs")
+    where = {tuple(r): "train" for r in X_train.detach().cpu().tolist()}
+    where.update({tuple(r): "val" for r in X_val.detach().cpu().tolist()})
+    if len(where) != len(X_train) + len(X_val):
+        raise ValueError("check_full_batch_fit needs distinct rows in X_train and X_val.")
+    events: list = []   # "zero_grad", "backward", "step", or (training, grad, rows, output)
+
+    def forward_hook(module, args, output):
+        x = args[0] if args else None
+        tags = ({where.get(tuple(r), "other") for r in x.detach().cpu().tolist()}
+                if isinstance(x, torch.Tensor) and x.ndim == 2 else {"other"})
+        rows = tags.pop() if len(tags) == 1 else "mixed"
+        full = isinstance(x, torch.Tensor) and len(x) == (len(X_train) if rows == "train" else len(X_val))
+        events.append((module.training, torch.is_grad_enabled(), rows if full or rows in ("other", "mixed") else "part",
+                       output.detach().clone() if isinstance(output, torch.Tensor) else None))
+
+    def model_zero_grad(set_to_none: bool = True):
+        events.append("zero_grad")
+        nn.Module.zero_grad(model, set_to_none)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    hooks = [model.register_forward_hook(forward_hook)]
+    hooks += [p.register_hook(lambda g: events.append("backward") if events[-1:] != ["backward"] else None)
+              for p in params]
+    model.eval()
+    model.zero_grad = model_zero_grad
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            history = check_runs(fit, model, loss_fn, _recording_sgd(params, lr, events), X_train, y_train,
+                                 X_val, y_val, epochs, call=call, hint=hint_args)
+    finally:
+        del model.zero_grad
+        for handle in hooks:
+            handle.remove()
+
+    forwards = [e for e in events if isinstance(e, tuple)]
+    if not forwards:
+        _fail(f"{call} never called the model it was given: use its arguments, not the notebook's variables.", hint)
+    if any(f[2] in ("other", "mixed") for f in forwards):
+        _fail(f"{call} ran the model on rows that are not exactly its X_train or its X_val (other rows, or both "
+              "sets together): train on X_train, validate on X_val, and use the arguments, not the notebook's "
+              "X_train or X_test.", hint)
+    # The forward pass that each backward() differentiates is the last one before it that tracked gradients.
+    trained_on, last = [], None
+    for e in events:
+        if isinstance(e, tuple) and e[1]:
+            last = e
+        elif e == "backward" and last is not None:
+            trained_on.append(last)
+    if any(f[2] == "val" for f in trained_on):
+        _fail(f"{call} calls backward() on a loss computed from the validation rows: the model then learns the "
+              "flowers it is judged on, and the validation numbers stop meaning anything. Compute the loss you "
+              "train with from X_train and y_train only.", hint)
+    if any(f[2] == "part" for f in trained_on):
+        _fail(f"{call} trains on part of X_train: full-batch training computes each step's loss on all the "
+              "training rows at once.", hint)
+    if any(not f[0] for f in trained_on):
+        _fail(f"{call} ran the training pass in evaluation mode: call model.train() at the start of every epoch "
+              "(evaluating switches the model to eval mode, and it stays there until you switch back).", hint)
+    if "zero_grad" not in events:
+        _fail(f"{call} never calls optimizer.zero_grad(): PyTorch adds each backward pass's gradients to the ones "
+              "already stored, so every step would also repeat all the earlier ones. Call optimizer.zero_grad() "
+              "every epoch, before loss.backward().", hint)
+    if "backward" not in events or "step" not in events:
+        _fail(f"{call} never calls {'loss.backward()' if 'backward' not in events else 'optimizer.step()'}: "
+              "every epoch computes the gradients, then applies them (zero_grad, backward, step).", hint)
+    steps = events.count("step")
+    if steps != epochs or len(trained_on) != epochs:
+        _fail(f"{call} made {steps} optimizer step(s) and {len(trained_on)} backward pass(es) in {epochs} epochs; "
+              "full-batch training makes exactly one of each per epoch, on all the training rows.", hint)
+    order, start = [e for e in events if isinstance(e, str)], 0
+    for k in range(epochs):
+        end = order.index("step", start)
+        segment, start = order[start:end], end + 1   # the calls before this epoch's step
+        if "backward" not in segment:
+            _fail(f"{call} calls optimizer.step() before loss.backward() in epoch {k + 1}: the update uses stale "
+                  "gradients. Order every epoch: zero_grad, backward, step.", hint)
+        b = len(segment) - 1 - segment[::-1].index("backward")
+        if "zero_grad" in segment[b + 1:]:
+            _fail(f"{call} calls optimizer.zero_grad() between loss.backward() and optimizer.step(): it erases the "
+                  "gradients just computed, so the step changes nothing. Order: zero_grad, backward, step.", hint)
+        if k > 0 and "zero_grad" not in segment[:b]:
+            _fail(f"{call} does not clear the gradients before every loss.backward(): call optimizer.zero_grad() "
+                  "inside the epoch loop, before loss.backward(); otherwise every step also repeats the earlier "
+                  "epochs' gradients.", hint)
+    evaluated = [f for f in forwards if f[2] == "val"]
+    if not evaluated:
+        on_train = any(not f[1] or not f[0] for f in forwards if f[2] == "train")
+        _fail(f"{call} never ran the model on X_val" + (
+            " but evaluated the training rows: the validation numbers must come from X_val, rows the model does "
+            "not learn from." if on_train else ": after every epoch's step, measure the loss and accuracy on "
+            "X_val (model.eval(), torch.inference_mode())."), hint)
+    if any(f[0] for f in evaluated):
+        _fail(f"{call} ran the validation rows in training mode: call model.eval() before evaluating (layers such "
+              "as dropout and batch norm behave differently in training mode), and model.train() again before "
+              "the next epoch's step.", hint)
+    if any(f[1] for f in evaluated):
+        _fail(f"{call} tracked gradients while evaluating: run the validation pass inside "
+              "`with torch.inference_mode():`, since measuring needs no gradients.", hint)
+
+    check_type(history, dict, f"what {call} returned",
+               hint='return history = {"train_loss": [...], "train_acc": [...], "val_loss": [...], "val_acc": [...]}')
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        if key not in history:
+            _fail(f"the history {name} returns has no key {key!r}; it needs train_loss, train_acc, val_loss and "
+                  "val_acc.", hint)
+        check_history(history[key], f"{name}'s history[{key!r}]", length=epochs,
+                      hint="append one float per epoch (loss.item(), not the tensor).")
+    # Expected values, epoch by epoch, from what the model computed during the call.
+    expected = {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
+    epoch, val_after = -1, {}
+    for e in events:
+        if e == "step":
+            epoch += 1
+        elif isinstance(e, tuple) and e[2] == "val" and epoch >= 0:
+            val_after[epoch] = e[3]
+    for f in trained_on:
+        expected["train_loss"].append(_loss_value(loss_fn, f[3], y_train))
+        expected["train_acc"].append(100 * (f[3].argmax(dim=1) == y_train).float().mean().item())
+    for k in range(epochs):
+        if k not in val_after:
+            _fail(f"{call} did not evaluate X_val after epoch {k + 1}'s optimizer.step(): measure the validation "
+                  "set once per epoch, after the step, so each entry describes the model at the end of its "
+                  "epoch.", hint)
+        expected["val_loss"].append(_loss_value(loss_fn, val_after[k], y_val))
+        expected["val_acc"].append(100 * (val_after[k].argmax(dim=1) == y_val).float().mean().item())
+    said = {"train_loss": "the loss of the epoch's training pass (loss.item() of the loss you call backward() on)",
+            "train_acc": "the accuracy (%) of the logits that loss was computed from: "
+                         "accuracy_fn(y_train, logits.argmax(dim=1))",
+            "val_loss": "loss_fn(model(X_val), y_val).item() after the epoch's step",
+            "val_acc": "accuracy_fn(y_val, val_logits.argmax(dim=1)) after the epoch's step, a percentage"}
+    for key, values in expected.items():
+        got = [float(v) for v in history[key]]
+        for k, (a, b) in enumerate(zip(got, values)):
+            if not math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-4):
+                extra = (" It holds fractions: record percentages (0-100), as accuracy_fn returns them."
+                         if key.endswith("acc") and max(got) <= 1 < max(values) else "")
+                _fail(f"{name}'s history[{key!r}][{k}] is {a:.6g}, but this epoch's value was {b:.6g}: record "
+                      f"{said[key]}.{extra}", hint)
+    return history

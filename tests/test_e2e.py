@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from coursetools import fidelity, layout, nbgrader_ops, notebooks
+from coursetools import demo, fidelity, layout, nbgrader_ops, notebooks
 from coursetools.report import failures
 from conftest import LABS, ROOT, skip_if_data_missing
 
@@ -83,17 +83,21 @@ def test_course_demo_cli_grades_feedback_and_export(tmp_path):
     """The README's main job through the real command line, in a scratch directory: score
     table, feedback HTML students can use, grades CSV with names; then `course remove-student
     --demo` takes the demo students out again."""
-    proc = subprocess.run([sys.executable, "-m", "coursetools.cli", "demo", "--dir", str(tmp_path), LABS[0]],
+    proc = subprocess.run([sys.executable, "-m", "coursetools.cli", "demo", "--dir", str(tmp_path), *LABS[:2]],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert re.search(r"^demo-reference\s+(\d+)/\1\s", out, re.M), out  # full marks
-    assert re.search(r"^demo-blank\s+0/\d+\s", out, re.M), out            # zero
-    for student in ("demo-reference", "demo-blank"):
-        html = tmp_path / "feedback" / student / LABS[0] / f"{LABS[0]}.html"
-        assert html.is_file() and str(html) in out and "Score" in html.read_text()
+    # two labs: the one with the larger budget is graded in a second process beside the other
+    _, beside = demo.plan_lanes(list(LABS[:2]), cores=2)
+    assert f"[{beside}] grading beside the other labs" in out and f"[{beside}] graded in" in out, out
+    assert re.search(r"^demo-reference\s+(\d+)/\1\s+(\d+)/\2\s", out, re.M), out  # full marks, both labs
+    assert re.search(r"^demo-blank\s+0/\d+\s+0/\d+\s", out, re.M), out              # zero, both labs
+    for lab in LABS[:2]:
+        for student in ("demo-reference", "demo-blank"):
+            html = tmp_path / "feedback" / student / lab / f"{lab}.html"
+            assert html.is_file() and str(html) in out and "Score" in html.read_text()
     lines = (tmp_path / "grades.csv").read_text().splitlines()
-    assert lines[0].startswith("assignment,") and len(lines) == 3
+    assert lines[0].startswith("assignment,") and len(lines) == 5
     for student in ("demo-reference", "demo-blank"):
         stamp = (tmp_path / "submitted" / student / LABS[0] / "timestamp.txt").read_text()
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} UTC", stamp)

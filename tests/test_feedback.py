@@ -103,6 +103,30 @@ def test_feedback_page_offline_math_titles_and_failure_first():
     assert "summary { display: list-item" in html
 
 
+def test_formgrader_manual_grading_page_has_offline_math(tmp_path):
+    """Formgrader renders a submission for manual grading with nbgrader's plain HTMLExporter,
+    configured by the extension and then by the course's nbgrader_config.py, as done here."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader.formgrader import FormgradeExtension
+
+    extension = FormgradeExtension()
+    extension.initialize([], root=str(ROOT))
+    exporter = HTMLExporter(config=extension.config)
+    assert exporter.template_name == "course_formgrade"
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(graded_notebook(), path)
+    html, _ = exporter.from_filename(str(path), resources={
+        "assignment_id": "lab", "notebook_id": "lab", "submission_id": "1", "index": 0, "total": 1,
+        "base_url": "/", "student": "ada", "last_name": "Lovelace", "first_name": "Ada",
+        "notebook_path": "autograded/ada/lab/lab.ipynb"})
+    assert "<math" in html and "$\\sigma" not in html
+    assert "cdnjs" not in html and "MathJax.Hub" not in html
+    assert "Submission 1 / 1" in html and "formgrade.css" in html  # still nbgrader's formgrade page
+    # the feedback exporter keeps its own template and filter under this configuration
+    feedback_exporter = feedback.FeedbackExporter(config=extension.config)
+    assert feedback_exporter.template_name == feedback.TEMPLATE_NAME and not feedback_exporter.filters
+
+
 def test_exercise_stub_names_exercise_and_is_valid_python():
     stub = stubs.exercise_stub("# YOUR CODE HERE\nraise NotImplementedError()", 'Exercise 5 — An `evaluate` "fn"')
     assert stub == '# YOUR CODE HERE\nraise NotImplementedError("Exercise 5 — An `evaluate` \\"fn\\": not answered yet")'

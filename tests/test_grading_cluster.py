@@ -5,6 +5,7 @@ grades has its submission requeued and graded; workers whose environment differs
 coordinator's are refused before anything is graded."""
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -17,14 +18,16 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from coursetools import grading, layout, nbgrader_ops, notebooks
+from coursetools import cli, grading, layout, nbgrader_ops, notebooks
 from coursetools.grading import cluster, coordinator
 from conftest import ROOT, gradebook_snapshot, make_grading_course, wait_for
+from dask_processes import DaskProcesses
 
 # One xdist worker runs this module: one cluster and one graded class serve every test.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("grading-cluster")]
 LAB = layout.labs(ROOT)[0]
 LIMITS = grading.Limits(time_limit=90.0, memory_gb=4.0)  # as the CLI makes them: one scratch course per worker
+LIMIT_FLAGS = ["--time-limit", "90", "--memory-gb", "4"]
 
 
 def _wait_for(predicate, seconds: float, what: str):
@@ -128,12 +131,12 @@ def test_cluster_grades_exactly_as_locally(graded):
     assert "per worker: 127.0.0.1:" in graded.stdout, graded.stdout
 
 
-def _worker_grading(nannies: list[int], student: str):
-    """The Dask worker process (a nanny's child) whose nbgrader is grading ``student``."""
+def _worker_grading(nannies: list[int], student: str | None = None):
+    """The Dask worker process (a nanny's child) whose nbgrader is grading ``student`` (any)."""
     for proc in psutil.process_iter(["cmdline"]):
         try:
             cmd = proc.info["cmdline"] or []
-            if "autograde" in cmd and student in cmd:
+            if "autograde" in cmd and (student is None or student in cmd):
                 for ancestor in proc.parents():
                     if ancestor.ppid() in nannies:
                         return ancestor
@@ -180,6 +183,89 @@ def test_workers_with_another_environment_are_refused(graded, dask_cluster, monk
     assert cli.main(["grade", LAB, "--dir", str(graded.remote), "--scheduler", dask_cluster.address,
                      "--students", "correct", "--force"]) == 2
     assert _ledger(graded.remote) == ledger_before  # nothing was graded
+
+
+def _class(folder, **answers):
+    """A lab 01 course with a submission per student: "ref" (the reference) or "wrong"."""
+    course, release, source = make_grading_course(folder, LAB)
+    kinds = {"ref": notebooks.fill_solutions(release, source),
+             "wrong": notebooks.fill_solutions(release, source, {"ex4_training": "num_epochs = 1\nloss_values = [0.0]"})}
+    for student, kind in answers.items():
+        notebooks.write_submission(course, student, LAB, kinds[kind])
+    return course
+
+
+def _kill_scheduler_mid_task(procs: DaskProcesses, run) -> SimpleNamespace:
+    """Start ``run()`` in a thread, kill the scheduler once a worker is grading, return the box
+    the thread fills (``value``) and the thread."""
+    box = SimpleNamespace(value=None, error=None)
+
+    def target():
+        try:
+            box.value = run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+            box.error = exc
+
+    box.thread = threading.Thread(target=target)
+    box.thread.start()
+    _wait_for(lambda: _worker_grading(procs.nannies), 300, "a worker grading")
+    procs.kill_scheduler()  # its workers close when they lose it, as Dask workers do
+    return box
+
+
+def test_a_restarted_scheduler_is_reconnected_and_a_lost_one_names_the_rerun(tmp_path, monkeypatch, capsys):
+    """The scheduler dies mid-run. Restarted (with new workers, as a supervisor or a batch
+    system would start them), the run reconnects, resubmits what was in flight and completes.
+    If it never comes back, the run stops within RECONNECT_SECONDS, merges what was graded and
+    prints the command that grades the rest; that command then completes the class."""
+    answers = {"r1": "ref", "r2": "wrong"}
+    course = _class(tmp_path / "class", **answers)
+    procs = DaskProcesses(tmp_path / "dask")
+    try:
+        procs.start_scheduler()
+        procs.start_workers(1)
+        session = grading.connect_cluster(procs.address, LIMITS)
+        try:
+            box = _kill_scheduler_mid_task(procs, lambda: grading.grade_lab(course, LAB, limits=LIMITS,
+                                                                             progress=False, cluster=session))
+            procs.start_scheduler()  # the same address
+            procs.start_workers(1)
+            box.thread.join(600)
+        finally:
+            session.close()
+        assert box.error is None, repr(box.error)
+        results = {r.student: r for r in box.value}
+        assert all(r.status == grading.GRADED for r in results.values()), [r.status_text for r in results.values()]
+        full = results["r1"].max_score
+        assert results["r1"].score == full > results["r2"].score
+        graded = gradebook_snapshot(course, LAB)
+        assert {s: v[0] for s, v in graded.items()} == {s: r.score for s, r in results.items()}
+        ledger = _ledger(course)
+
+        monkeypatch.setattr(cluster, "RECONNECT_SECONDS", 10)
+        box = _kill_scheduler_mid_task(procs, lambda: cli.main(
+            ["grade", LAB, "--dir", str(course), "--scheduler", procs.address, "--force", *LIMIT_FLAGS]))
+        box.thread.join(300)
+        assert box.error is None and box.value == 3, (box.value, box.error)
+        out = capsys.readouterr().out
+        assert f"stopped: lost the Dask scheduler at {procs.address}" in out, out
+        [rerun] = [line.removeprefix("rerun: ") for line in out.splitlines() if line.startswith("rerun: ")]
+        words = shlex.split(rerun)
+        assert words[:3] == ["course", "grade", LAB] and "--force" in words, rerun
+        assert words[words.index("--time-limit") + 1] == "90" and words[words.index("--dir") + 1] == str(course)
+        rest = words[words.index("--students") + 1].split(",")
+        assert rest and set(rest) <= set(answers), rerun
+        assert gradebook_snapshot(course, LAB) == graded  # the same answers regraded: nothing changed
+        assert {s: e for s, e in _ledger(course).items() if s in rest} == {s: ledger[s] for s in rest}
+
+        procs.start_scheduler()
+        procs.start_workers(1)
+        assert cli.main(words[1:]) == 0
+        assert gradebook_snapshot(course, LAB) == graded
+        assert all(e["status"] == grading.GRADED for e in _ledger(course).values())
+    finally:
+        procs.stop()
+        coordinator.remove_stale_scratch()
 
 
 def test_version_mismatch_lines_name_what_differs():
