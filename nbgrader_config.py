@@ -85,11 +85,12 @@ c.GenerateFeedback.exporter_class = "coursetools.feedback.FeedbackExporter"
 # here, where coursetools is installed (find_spec imports nothing; students' Validate skips it).
 from importlib.util import find_spec  # noqa: E402
 
-if find_spec("coursetools") is not None and find_spec("nbgrader") is not None:
+_coursetools, _nbgrader = find_spec("coursetools"), find_spec("nbgrader")
+if _coursetools is not None and _nbgrader is not None:
     c.HTMLExporter.template_name = "course_formgrade"
     c.HTMLExporter.extra_template_basedirs = [
-        os.path.join(os.path.dirname(find_spec("coursetools").origin), "feedback_templates"),
-        os.path.join(os.path.dirname(find_spec("nbgrader").origin), "server_extensions", "formgrader", "templates"),
+        os.path.join(os.path.dirname(_coursetools.origin), "feedback_templates"),
+        os.path.join(os.path.dirname(_nbgrader.origin), "server_extensions", "formgrader", "templates"),
     ]
     c.HTMLExporter.filters = {"markdown2html": "coursetools.feedback.markdown2mathml"}
 

@@ -6,8 +6,9 @@ it generates every lab, submits a reference solution (``demo-reference``) and an
 release notebook (``demo-blank``) for every lab, plus two broken lab-01 submissions that show
 how grading copes (``demo-loops`` never finishes, ``demo-corrupt`` is not valid JSON). It
 grades them with ``course grade`` (with limits; the heaviest lab in a second process beside the
-others, so two cores are busy), generates feedback, exports grades and prints the score table. A lab whose dataset is missing is skipped, saying how to get it;
-every point the reference loses is explained beside the table.
+others, so two cores are busy), generates feedback, exports grades and prints the score table.
+A lab whose dataset is missing is skipped, saying how to get it; every point the reference
+loses is explained beside the table.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from coursetools import bench
 from coursetools import build as build_mod
 from coursetools import grading, layout, nbgrader_ops, notebooks, students
+from coursetools.grading.coordinator import usable_cores
 from coursetools.table import format_table as _format
 
 REFERENCE, BLANK, LOOPS, CORRUPT = "demo-reference", "demo-blank", "demo-loops", "demo-corrupt"
@@ -68,7 +70,7 @@ def forget_demo_students(course: Path, lab: str) -> None:
 def slowdown() -> float:
     """How much slower than an idle machine this one runs now: the load average per core
     (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     try:
         load = os.getloadavg()[0]
     except OSError:
@@ -118,8 +120,7 @@ def plan_lanes(labs: list[str], cores: int | None = None) -> tuple[list[str], st
     """Which labs are graded here, in order, and which one (if any) beside them in a second
     process: the lab with the largest time budget, when more than one lab is graded and the
     machine has a core for it. Lab 08 alone takes about as long as the seven light labs."""
-    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    if len(labs) < 2 or cores < 2:
+    if len(labs) < 2 or (cores or usable_cores()) < 2:
         return list(labs), None
     specs = bench.load_specs()
     heaviest = max(labs, key=lambda lab: specs.get(lab, {}).get("budget_seconds", 0))
@@ -162,34 +163,32 @@ def run_demo(course: Path, labs: list[str] | None = None, log=print, workers: in
     here, beside = plan_lanes(ready)
     factor = slowdown()
     load_note = f", x{factor:.1f} for the machine load" if factor > 1 else ""
-    lane = None
     if beside:
         limits = grading.Limits(time_limit=time_limit_for(beside, factor))
-        lane = grade_beside(course, beside, limits), time.perf_counter()
+        beside_start = time.perf_counter()
+        beside_proc, beside_log = grade_beside(course, beside, limits)
         log(f"[{beside}] grading beside the other labs (notebook time limit {limits.time_limit:.0f} s{load_note}; "
-            f"log: {lane[0][1]})")
+            f"log: {beside_log})")
     for lab in here:
         start = time.perf_counter()
         limits = grading.Limits(time_limit=time_limit_for(lab, factor))
         log(f"[{lab}] grade (notebook time limit {limits.time_limit:.0f} s{load_note})")
-        outcome.results += grading.grade_lab(course, lab, [REFERENCE, BLANK], workers=1 if lane else workers,
+        outcome.results += grading.grade_lab(course, lab, [REFERENCE, BLANK], workers=1 if beside else workers,
                                              limits=limits, force=True, progress=False)
         if lab == ready[0]:
             short = grading.Limits(time_limit=BROKEN_TIME_LIMIT_S)
             log(f"[{lab}] grade the broken submissions (notebook time limit {short.time_limit:g} s)")
-            outcome.results += grading.grade_lab(course, lab, [LOOPS, CORRUPT], workers=1 if lane else workers,
+            outcome.results += grading.grade_lab(course, lab, [LOOPS, CORRUPT], workers=1 if beside else workers,
                                                  limits=short, force=True, progress=False)
         log(f"[{lab}] graded in {time.perf_counter() - start:.0f} s")
-    if lane:
-        (proc, lane_log), start = lane
-        if proc.poll() is None:
+    if beside:
+        if beside_proc.poll() is None:
             log(f"[{beside}] waiting for its grading to finish")
-        proc.wait()
-        if proc.returncode != 0:
-            raise RuntimeError(f"grading {beside} failed (exit {proc.returncode}); see {lane_log}:\n"
-                               + "\n".join(lane_log.read_text().splitlines()[-20:]))
+        if beside_proc.wait() != 0:
+            raise RuntimeError(f"grading {beside} failed (exit {beside_proc.returncode}); see {beside_log}:\n"
+                               + "\n".join(beside_log.read_text().splitlines()[-20:]))
         outcome.results += [grading.read_ledger(course, beside, s) for s in (REFERENCE, BLANK)]
-        log(f"[{beside}] graded in {time.perf_counter() - start:.0f} s (beside the others)")
+        log(f"[{beside}] graded in {time.perf_counter() - beside_start:.0f} s (beside the others)")
 
     for lab in ready:
         log(f"[{lab}] generate_feedback")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from contextlib import contextmanager
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -424,6 +425,29 @@ def _recording_sgd(params, lr: float, events: list):
     return RecordingSGD(params, lr=lr)
 
 
+@contextmanager
+def _recording_training(model: nn.Module, params, events: list, hooks: Iterable = ()):
+    """While active, ``model.zero_grad()`` appends "zero_grad" to ``events`` (a valid way to clear
+    the gradients) and the first gradient reaching ``params`` in a backward pass appends
+    "backward"; ``model`` starts in evaluation mode, so a missing ``model.train()`` shows. On exit
+    the recorders and the caller's ``hooks`` (handles) are removed. With :func:`_recording_sgd`
+    this is the spy every training-procedure check uses."""
+    def model_zero_grad(set_to_none: bool = True):
+        events.append("zero_grad")
+        nn.Module.zero_grad(model, set_to_none)
+
+    handles = list(hooks) + [p.register_hook(lambda g: events.append("backward") if events[-1:] != ["backward"] else None)
+                             for p in params]
+    model.eval()
+    model.zero_grad = model_zero_grad
+    try:
+        yield
+    finally:
+        del model.zero_grad
+        for handle in handles:
+            handle.remove()
+
+
 def check_train_step(train_step, model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn,
                      lr: float = 0.1, name: str = "train_step", hint: str | None = None) -> float:
     """Call ``train_step(model, X, y, loss_fn, optimizer)`` once on the caller's fresh model and
@@ -440,22 +464,9 @@ def check_train_step(train_step, model: nn.Module, X: torch.Tensor, y: torch.Ten
     expected = copy.deepcopy(model).train()
     params = [p for p in model.parameters() if p.requires_grad]
     hooks = [model.register_forward_pre_hook(lambda m, _: events.append("forward" if m.training else "forward (eval)"))]
-    hooks += [p.register_hook(lambda g: events.append("backward") if events[-1:] != ["backward"] else None)
-              for p in params]
-
-    def model_zero_grad(set_to_none: bool = True):
-        events.append("zero_grad")
-        nn.Module.zero_grad(model, set_to_none)
-
-    model.eval()
-    model.zero_grad = model_zero_grad  # model.zero_grad() is a valid way to clear the gradients
-    try:
+    with _recording_training(model, params, events, hooks):
         returned = check_runs(train_step, model, X, y, loss_fn, _recording_sgd(params, lr, events), call=call,
                               hint=hint or _USE_ARGUMENTS.format(name=name, args="model, X, y, loss_fn, optimizer"))
-    finally:
-        del model.zero_grad
-        for handle in hooks:
-            handle.remove()
 
     ran = [e for e in events if e.startswith("forward")]
     if not ran:
@@ -590,25 +601,12 @@ def check_train_epoch(train_epoch, model: nn.Module, X: torch.Tensor, y: torch.T
                 losses.append((rows, float(value.detach().reshape(-1)[0]) if value.numel() else math.nan, swapped))
                 return value
 
-        def model_zero_grad(set_to_none: bool = True):
-            events.append("zero_grad")
-            nn.Module.zero_grad(model, set_to_none)
-
-        hooks = [model.register_forward_pre_hook(pre_hook)]
-        hooks += [p.register_hook(lambda g: events.append("backward") if events[-1:] != ["backward"] else None)
-                  for p in params]
         model.zero_grad(set_to_none=True)
-        model.eval()
-        model.zero_grad = model_zero_grad
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                returned = check_runs(train_epoch, model, X, y, RecordingLoss(), _recording_sgd(params, lr, events),
-                                      batch_size, call=call, hint=hint or default_hint)
-        finally:
-            del model.zero_grad
-            for handle in hooks:
-                handle.remove()
+        with _recording_training(model, params, events, [model.register_forward_pre_hook(pre_hook)]), \
+                torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            returned = check_runs(train_epoch, model, X, y, RecordingLoss(), _recording_sgd(params, lr, events),
+                                  batch_size, call=call, hint=hint or default_hint)
         return returned, events, forwards, losses
 
     returned, events, forwards, losses = one_epoch(1234)
@@ -818,28 +816,15 @@ def check_partial_finetune_epoch(finetune_epoch, model: nn.Module, loader, loss_
             losses.append((rows, float(value.detach().reshape(-1)[0]) if value.numel() else math.nan))
             return value
 
-    def model_zero_grad(set_to_none: bool = True):
-        events.append("zero_grad")
-        nn.Module.zero_grad(model, set_to_none)
-
     hooks = []
     for n in list(frozen) + trainable:  # the layers whose mode matters: batch norm (else the block itself)
         norms = [m for m in children[n].modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         hooks += [m.register_forward_pre_hook(lambda m, _, n=n: modes.append((n, m.training)))
                   for m in norms or [children[n]]]
-    hooks += [p.register_hook(lambda g: events.append("backward") if events[-1:] != ["backward"] else None)
-              for p in params]
-    model.eval()
-    model.zero_grad = model_zero_grad
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            returned = check_runs(finetune_epoch, model, loader, RecordingLoss(), _recording_sgd(params, 0.05, events),
-                                  device, call=call, hint=hint or default_hint)
-    finally:
-        del model.zero_grad
-        for handle in hooks:
-            handle.remove()
+    with _recording_training(model, params, events, hooks), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        returned = check_runs(finetune_epoch, model, loader, RecordingLoss(), _recording_sgd(params, 0.05, events),
+                              device, call=call, hint=hint or default_hint)
     if not modes:
         _fail(f"{call} never ran the model it was given: use its arguments, not the notebook's finetune_model "
               "or ft_optimizer.", hint)
@@ -1070,25 +1055,12 @@ def check_full_batch_fit(fit, model: nn.Module, X_train: torch.Tensor, y_train: 
         events.append((module.training, torch.is_grad_enabled(), rows if full or rows in ("other", "mixed") else "part",
                        output.detach().clone() if isinstance(output, torch.Tensor) else None))
 
-    def model_zero_grad(set_to_none: bool = True):
-        events.append("zero_grad")
-        nn.Module.zero_grad(model, set_to_none)
-
     params = [p for p in model.parameters() if p.requires_grad]
-    hooks = [model.register_forward_hook(forward_hook)]
-    hooks += [p.register_hook(lambda g: events.append("backward") if events[-1:] != ["backward"] else None)
-              for p in params]
-    model.eval()
-    model.zero_grad = model_zero_grad
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            history = check_runs(fit, model, loss_fn, _recording_sgd(params, lr, events), X_train, y_train,
-                                 X_val, y_val, epochs, call=call, hint=hint_args)
-    finally:
-        del model.zero_grad
-        for handle in hooks:
-            handle.remove()
+    with _recording_training(model, params, events, [model.register_forward_hook(forward_hook)]), \
+            torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        history = check_runs(fit, model, loss_fn, _recording_sgd(params, lr, events), X_train, y_train,
+                             X_val, y_val, epochs, call=call, hint=hint_args)
 
     forwards = [e for e in events if isinstance(e, tuple)]
     if not forwards:

@@ -54,9 +54,14 @@ def ensure_assignment(course: Path, lab: str) -> None:
     nbgrader_ops.run(course, "generate_assignment", lab, "--force")
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers(limits: Limits) -> int:
     """One worker per core, bounded by memory (each submission may use ``memory_gb``)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     try:
         total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024 ** 3
     except (ValueError, OSError):
